@@ -1,0 +1,43 @@
+/// A request that is well-formed JSON but breaks a field rule. The message names the field and the rule,
+/// never the value, so it is safe to return and to log.
+public struct InvalidInput: Error, Equatable, Sendable {
+    public let message: String
+
+    public init(_ message: String) {
+        self.message = message
+    }
+}
+
+/// The limits on every string a request can carry: the one place they are written down.
+public struct FieldRules: Sendable {
+    public static let userMaxBytes = 256
+    public static let fieldMaxBytes = 1024
+
+    public static let user = FieldRules(name: "user", maxBytes: userMaxBytes, allowsEmpty: false, allowsWhitespace: true)
+    public static let apiKey = FieldRules(name: "open_AI.api_key", maxBytes: fieldMaxBytes, allowsEmpty: true, allowsWhitespace: false)
+    public static let apiKeyName = FieldRules(name: "open_AI.api_key_name", maxBytes: fieldMaxBytes, allowsEmpty: true, allowsWhitespace: true)
+    public static let organizationKey = FieldRules(name: "open_AI.organization_key", maxBytes: fieldMaxBytes, allowsEmpty: true, allowsWhitespace: false)
+
+    public let name: String
+    public let maxBytes: Int
+    public let allowsEmpty: Bool
+    /// Keys and organization ids never contain spaces: one almost always means a paste went wrong.
+    public let allowsWhitespace: Bool
+
+    public func check(_ value: String) throws(InvalidInput) {
+        if value.isEmpty, !allowsEmpty {
+            throw InvalidInput("Field '\(name)' must not be empty.")
+        }
+        if value.utf8.count > maxBytes {
+            throw InvalidInput("Field '\(name)' must be at most \(maxBytes) bytes.")
+        }
+        for scalar in value.unicodeScalars {
+            if scalar.properties.generalCategory == .control {
+                throw InvalidInput("Field '\(name)' must not contain control characters.")
+            }
+            if !allowsWhitespace, scalar.properties.isWhitespace {
+                throw InvalidInput("Field '\(name)' must not contain spaces.")
+            }
+        }
+    }
+}

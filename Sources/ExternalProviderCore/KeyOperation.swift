@@ -1,0 +1,126 @@
+import Foundation
+
+/// An edit to one optional descriptive field: absent keeps it, `""` clears it, anything else replaces it.
+public enum FieldEdit: Sendable, Equatable {
+    case keep
+    case clear
+    case set(String)
+
+    public init(_ value: String?) {
+        switch value {
+        case nil: self = .keep
+        case ""?: self = .clear
+        case let value?: self = .set(value)
+        }
+    }
+
+    func applied(to current: String?) -> String? {
+        switch self {
+        case .keep: current
+        case .clear: nil
+        case .set(let value): value
+        }
+    }
+}
+
+/// The fields of a create, already checked against `FieldRules`.
+public struct NewKey: Sendable, Equatable {
+    public let provider: Provider
+    public let key: ProviderKey
+
+    public init(provider: Provider, apiKey: String?, apiKeyName: String?, organizationKey: String?) throws(InvalidInput) {
+        guard let apiKey, !apiKey.isEmpty else {
+            throw InvalidInput("Field '\(FieldRules.apiKey.name)' is required and must not be empty.")
+        }
+        try FieldRules.apiKey.check(apiKey)
+        try apiKeyName.map { value throws(InvalidInput) in try FieldRules.apiKeyName.check(value) }
+        try organizationKey.map { value throws(InvalidInput) in try FieldRules.organizationKey.check(value) }
+        self.provider = provider
+        // An empty optional field on create means the same as an absent one.
+        self.key = ProviderKey(
+            apiKey: apiKey,
+            apiKeyName: apiKeyName.flatMap { $0.isEmpty ? nil : $0 },
+            organizationKey: organizationKey.flatMap { $0.isEmpty ? nil : $0 }
+        )
+    }
+}
+
+/// The fields of an update, already checked against `FieldRules`. Only delete removes a key, so an
+/// absent or empty `api_key` keeps the stored one.
+public struct KeyPatch: Sendable, Equatable {
+    public let provider: Provider
+    public let apiKey: String?
+    public let apiKeyName: FieldEdit
+    public let organizationKey: FieldEdit
+
+    public init(provider: Provider, apiKey: String?, apiKeyName: String?, organizationKey: String?) throws(InvalidInput) {
+        try apiKey.map { value throws(InvalidInput) in try FieldRules.apiKey.check(value) }
+        try apiKeyName.map { value throws(InvalidInput) in try FieldRules.apiKeyName.check(value) }
+        try organizationKey.map { value throws(InvalidInput) in try FieldRules.organizationKey.check(value) }
+        self.provider = provider
+        self.apiKey = apiKey.flatMap { $0.isEmpty ? nil : $0 }
+        self.apiKeyName = FieldEdit(apiKeyName)
+        self.organizationKey = FieldEdit(organizationKey)
+    }
+
+    public func applied(to key: ProviderKey) -> ProviderKey {
+        ProviderKey(
+            apiKey: apiKey ?? key.apiKey,
+            apiKeyName: apiKeyName.applied(to: key.apiKeyName),
+            organizationKey: organizationKey.applied(to: key.organizationKey)
+        )
+    }
+}
+
+/// The three operations of the ExternalProvider API, as changes to one user's account.
+public enum KeyOperation: Sendable, Equatable {
+    case create(NewKey)
+    /// `nil`: the request named no provider, so nothing changes.
+    case update(KeyPatch?)
+    /// The providers whose keys to remove; empty removes nothing.
+    case delete(Set<Provider>)
+}
+
+/// Why an operation cannot apply to the user's current state.
+public enum StateConflict: Error, Equatable, Sendable {
+    case unknownUser(UserID)
+    case keyExists(UserID, Provider)
+    case noKey(UserID, Provider)
+
+    public var message: String {
+        switch self {
+        case .unknownUser(let user):
+            "User '\(user)' is unknown: create a key for it first."
+        case .keyExists(let user, let provider):
+            "User '\(user)' already has an \(provider.displayName) key: use /external_provider/api_key/update to change it."
+        case .noKey(let user, let provider):
+            "User '\(user)' has no \(provider.displayName) key to update: use /external_provider/api_key/create first."
+        }
+    }
+}
+
+extension KeyOperation {
+    /// Applies the operation to the user's current account (`nil` if the user is unknown) and returns the
+    /// account after it. Pure, so every store shares these rules and runs them inside its own transaction.
+    public func apply(to account: UserAccount?, user: UserID, newGlobalID: () -> UUID = UUID.init) throws(StateConflict) -> UserAccount {
+        switch self {
+        case .create(let new):
+            var account = account ?? UserAccount(user: user, globalID: newGlobalID())
+            guard account.keys[new.provider] == nil else { throw .keyExists(user, new.provider) }
+            account.keys[new.provider] = new.key
+            return account
+        case .update(let patch):
+            guard var account else { throw .unknownUser(user) }
+            guard let patch else { return account }
+            guard let key = account.keys[patch.provider] else { throw .noKey(user, patch.provider) }
+            account.keys[patch.provider] = patch.applied(to: key)
+            return account
+        case .delete(let providers):
+            guard var account else { throw .unknownUser(user) }
+            for provider in providers {
+                account.keys[provider] = nil
+            }
+            return account
+        }
+    }
+}

@@ -1,0 +1,42 @@
+import Foundation
+
+/// The providers a user can keep a key for. A new provider is a new case and a new row per user,
+/// never a schema change.
+public enum Provider: String, Sendable, CaseIterable, Hashable {
+    case openAI = "open_ai"
+
+    /// The name people know the provider by, for messages.
+    public var displayName: String {
+        switch self {
+        case .openAI: "OpenAI"
+        }
+    }
+}
+
+/// A stored provider key and its descriptive fields. `apiKey` is the whole secret: it never leaves the
+/// server except to the provider itself; responses carry `APIKeyMask.mask(apiKey)`.
+public struct ProviderKey: Sendable, Equatable {
+    public var apiKey: String
+    public var apiKeyName: String?
+    public var organizationKey: String?
+
+    public init(apiKey: String, apiKeyName: String? = nil, organizationKey: String? = nil) {
+        self.apiKey = apiKey
+        self.apiKeyName = apiKeyName
+        self.organizationKey = organizationKey
+    }
+}
+
+/// Everything the service keeps about one PiecesOS user.
+public struct UserAccount: Sendable, Equatable {
+    public let user: UserID
+    /// Made on the user's first create and stable from then on, even after every key is deleted.
+    public let globalID: UUID
+    public var keys: [Provider: ProviderKey]
+
+    public init(user: UserID, globalID: UUID, keys: [Provider: ProviderKey] = [:]) {
+        self.user = user
+        self.globalID = globalID
+        self.keys = keys
+    }
+}

@@ -1,0 +1,71 @@
+import HTTPTypes
+import Logging
+import OpenAPIRuntime
+
+/// Turns what the generated code throws into our answers: a body it cannot decode becomes a 400 that
+/// names the field, and any other failure becomes a 500 whose detail goes only to the log.
+struct DecodingProblemMiddleware: ServerMiddleware {
+    let logger: Logger
+
+    func intercept(
+        _ request: HTTPRequest,
+        body: HTTPBody?,
+        metadata: ServerRequestMetadata,
+        operationID: String,
+        next: @Sendable (HTTPRequest, HTTPBody?, ServerRequestMetadata) async throws -> (HTTPResponse, HTTPBody?)
+    ) async throws -> (HTTPResponse, HTTPBody?) {
+        // Errors are always text/plain; without this the generated serializer turns a 4xx into a 500 for a
+        // client that sends `Accept: application/json` only.
+        var request = request
+        request.headerFields[.accept] = nil
+        do {
+            return try await next(request, body, metadata)
+        } catch let error as ServerError {
+            if let decoding = error.underlyingError as? DecodingError {
+                return Problem.badRequest(Self.message(for: decoding)).openAPIResponse
+            }
+            logger.error(
+                "operation failed",
+                metadata: [
+                    "operation": "\(operationID)",
+                    "error.type": "\(type(of: error.underlyingError))",
+                    "error": "\(error.underlyingError)",
+                ]
+            )
+            return Problem.internalServerError.openAPIResponse
+        }
+    }
+
+    /// One sentence naming the JSON field at fault. It never quotes the value, which may be a key.
+    static func message(for error: DecodingError) -> String {
+        switch error {
+        case .keyNotFound(let key, let context):
+            return "Field '\(path(context.codingPath + [key]))' is required."
+        case .typeMismatch(let type, let context):
+            if context.codingPath.isEmpty { return "The request body must be a JSON object." }
+            return "Field '\(path(context.codingPath))' must be \(describe(type))."
+        case .valueNotFound(let type, let context):
+            if context.codingPath.isEmpty { return "The request body must be a JSON object." }
+            return "Field '\(path(context.codingPath))' must be \(describe(type)), not null."
+        case .dataCorrupted(let context):
+            if context.codingPath.isEmpty { return "The request body is not valid JSON." }
+            return "Field '\(path(context.codingPath))' has a value that is not allowed."
+        @unknown default:
+            return "The request body is not valid JSON."
+        }
+    }
+
+    private static func path(_ codingPath: [any CodingKey]) -> String {
+        codingPath.map { $0.intValue.map { "[\($0)]" } ?? $0.stringValue }.joined(separator: ".")
+    }
+
+    private static func describe(_ type: Any.Type) -> String {
+        switch type {
+        case is String.Type: "a string"
+        case is Bool.Type: "a boolean"
+        case is Int.Type, is Int64.Type, is Int32.Type: "an integer"
+        case is Double.Type, is Float.Type: "a number"
+        default: "a JSON object"
+        }
+    }
+}

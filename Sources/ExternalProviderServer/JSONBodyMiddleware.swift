@@ -1,0 +1,31 @@
+import Foundation
+import Hummingbird
+
+/// Checks what can be checked before any parsing, in the contract's order: Content-Type (415), then size
+/// (413), then presence of a body (400). It buffers the body so that the OpenAPI layer decodes it in one go.
+struct JSONBodyMiddleware<Context: RequestContext>: RouterMiddleware {
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        guard Self.isJSON(request.headers[.contentType]) else { throw Problem.unsupportedMediaType }
+        if let declared = request.headers[.contentLength].flatMap(Int.init), declared > Problem.maxBodyBytes {
+            throw Problem.contentTooLarge
+        }
+        var request = request
+        let body: ByteBuffer
+        do {
+            body = try await request.collectBody(upTo: Problem.maxBodyBytes)
+        } catch let error as HTTPError where error.status == .contentTooLarge {
+            throw Problem.contentTooLarge
+        }
+        guard body.readableBytes > 0 else { throw Problem.missingBody }
+        return try await next(request, context)
+    }
+
+    /// `application/json`, with no parameter or a UTF-8 charset (JSON is UTF-8 by RFC 8259).
+    static func isJSON(_ contentType: String?) -> Bool {
+        guard let contentType else { return false }
+        var parts = contentType.split(separator: ";").map { $0.trimmingCharacters(in: .whitespaces).lowercased() }
+        guard parts.first == "application/json" else { return false }
+        parts.removeFirst()
+        return parts.allSatisfy { $0 == "charset=utf-8" || $0 == "charset=\"utf-8\"" }
+    }
+}

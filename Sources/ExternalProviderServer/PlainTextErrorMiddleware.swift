@@ -1,0 +1,28 @@
+import Hummingbird
+import Logging
+
+/// The outermost middleware: whatever fails below it, the client gets a text/plain sentence, and a
+/// request to a known path with the wrong method gets 405 instead of the router's 404.
+struct PlainTextErrorMiddleware<Context: RequestContext>: RouterMiddleware {
+    let routes: RouteTable
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        do {
+            return try await next(request, context)
+        } catch let problem as Problem {
+            return problem.response
+        } catch let error as any HTTPResponseError {
+            if error.status == .notFound, let allowed = routes.methods(for: request.uri.path) {
+                return Problem.methodNotAllowed(allowed).response
+            }
+            if error.status == .notFound {
+                return Problem.notFound.response
+            }
+            return Problem(error.status, "\(error.status.reasonPhrase).").response
+        } catch {
+            // The type and description of a fault are safe to log: no error type here carries request data.
+            context.logger.error("request failed", metadata: ["error.type": "\(type(of: error))", "error": "\(error)"])
+            return Problem.internalServerError.response
+        }
+    }
+}

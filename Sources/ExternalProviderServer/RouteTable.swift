@@ -1,0 +1,35 @@
+import Hummingbird
+import OpenAPIRuntime
+import Synchronization
+
+/// The paths the server answers and the methods each accepts, recorded as routes are registered, so a
+/// wrong method on a known path can get 405 with an `Allow` header.
+final class RouteTable: Sendable {
+    private let routes = Mutex<[String: [HTTPRequest.Method]]>([:])
+
+    func record(_ method: HTTPRequest.Method, _ path: String) {
+        let path = path.hasPrefix("/") ? path : "/" + path
+        // The router answers HEAD wherever it answers GET (`.autoGenerateHeadEndpoints`).
+        let methods: [HTTPRequest.Method] = method == .get ? [.get, .head] : [method]
+        routes.withLock { $0[path, default: []].append(contentsOf: methods) }
+    }
+
+    func methods(for path: String) -> [HTTPRequest.Method]? {
+        routes.withLock { $0[path] }
+    }
+}
+
+/// Registers OpenAPI operations on `base` and records each in `table`.
+struct RecordingTransport<Base: ServerTransport>: ServerTransport {
+    let base: Base
+    let table: RouteTable
+
+    func register(
+        _ handler: @escaping @Sendable (HTTPRequest, HTTPBody?, ServerRequestMetadata) async throws -> (HTTPResponse, HTTPBody?),
+        method: HTTPRequest.Method,
+        path: String
+    ) throws {
+        try base.register(handler, method: method, path: path)
+        table.record(method, path)
+    }
+}

@@ -1,0 +1,24 @@
+import ExternalProviderCore
+
+/// Where accounts and their keys live. Each call is one transaction; writes to one user serialise,
+/// so no update is lost, and a write returns only once it is durable.
+public protocol KeyStore: Sendable {
+    /// The number of migrations the store's schema has had: `schema.migration` in every response.
+    var schemaVersion: Int { get }
+
+    /// The user's account as stored, or `nil` for an unknown user.
+    func account(for user: UserID) async throws -> UserAccount?
+
+    /// Applies `operation` to the user's account in one transaction and returns the account after it.
+    /// Throws `StateConflict` when the operation does not fit the current state; nothing changes then.
+    func perform(_ operation: KeyOperation, for user: UserID) async throws -> UserAccount
+}
+
+/// A fault in the store itself: its detail is for the log, never for a response.
+public struct StoreFault: Error, CustomStringConvertible, Sendable {
+    public let description: String
+
+    public init(_ description: String) {
+        self.description = description
+    }
+}

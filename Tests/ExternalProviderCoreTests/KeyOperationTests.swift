@@ -1,0 +1,93 @@
+import ExternalProviderCore
+import Foundation
+import Testing
+
+@Suite("The three operations as state changes")
+struct KeyOperationTests {
+    let user = UserID(trusted: "user-1")
+    let fixedID = UUID(uuidString: "00000000-0000-4000-8000-000000000001")!
+
+    func create(_ apiKey: String? = "sk-first", name: String? = nil, organization: String? = nil) throws -> KeyOperation {
+        .create(try NewKey(provider: .openAI, apiKey: apiKey, apiKeyName: name, organizationKey: organization))
+    }
+
+    func update(_ apiKey: String? = nil, name: String? = nil, organization: String? = nil) throws -> KeyOperation {
+        .update(try KeyPatch(provider: .openAI, apiKey: apiKey, apiKeyName: name, organizationKey: organization))
+    }
+
+    @Test("the first create makes the account with a new global id")
+    func firstCreate() throws {
+        let account = try create(name: "work", organization: "org-1").apply(to: nil, user: user) { fixedID }
+        #expect(account.globalID == fixedID)
+        #expect(account.keys[.openAI] == ProviderKey(apiKey: "sk-first", apiKeyName: "work", organizationKey: "org-1"))
+    }
+
+    @Test("create needs a non-empty api_key", arguments: [nil, ""])
+    func createNeedsKey(apiKey: String?) {
+        #expect(throws: InvalidInput("Field 'open_AI.api_key' is required and must not be empty.")) { try create(apiKey) }
+    }
+
+    @Test("create treats empty optional fields as absent")
+    func createEmptyOptionals() throws {
+        let account = try create(name: "", organization: "").apply(to: nil, user: user)
+        #expect(account.keys[.openAI] == ProviderKey(apiKey: "sk-first"))
+    }
+
+    @Test("a second create conflicts and leaves the account as it was")
+    func createConflict() throws {
+        let account = try create().apply(to: nil, user: user)
+        #expect(throws: StateConflict.keyExists(user, .openAI)) { try create("sk-second").apply(to: account, user: user) }
+    }
+
+    @Test("a create after delete keeps the global id")
+    func createAfterDelete() throws {
+        let first = try create().apply(to: nil, user: user) { fixedID }
+        let emptied = try KeyOperation.delete([.openAI]).apply(to: first, user: user)
+        let again = try create("sk-again").apply(to: emptied, user: user) { UUID() }
+        #expect(again.globalID == fixedID)
+        #expect(again.keys[.openAI]?.apiKey == "sk-again")
+    }
+
+    @Test("update merges: present fields replace, absent stay, empty strings clear names and organizations")
+    func updateMerges() throws {
+        let start = try create(name: "work", organization: "org-1").apply(to: nil, user: user)
+        let renamed = try update(name: "home").apply(to: start, user: user)
+        #expect(renamed.keys[.openAI] == ProviderKey(apiKey: "sk-first", apiKeyName: "home", organizationKey: "org-1"))
+        let cleared = try update(name: "", organization: "").apply(to: renamed, user: user)
+        #expect(cleared.keys[.openAI] == ProviderKey(apiKey: "sk-first"))
+        let rekeyed = try update("sk-second").apply(to: renamed, user: user)
+        #expect(rekeyed.keys[.openAI] == ProviderKey(apiKey: "sk-second", apiKeyName: "home", organizationKey: "org-1"))
+    }
+
+    @Test("an empty api_key on update keeps the stored key")
+    func updateEmptyKeyKeeps() throws {
+        let start = try create().apply(to: nil, user: user)
+        #expect(try update("").apply(to: start, user: user) == start)
+    }
+
+    @Test("update: unknown user and missing key are not found; no provider object changes nothing")
+    func updateStates() throws {
+        #expect(throws: StateConflict.unknownUser(user)) { try update(name: "x").apply(to: nil, user: user) }
+        let emptied = try KeyOperation.delete([.openAI]).apply(to: try create().apply(to: nil, user: user), user: user)
+        #expect(throws: StateConflict.noKey(user, .openAI)) { try update(name: "x").apply(to: emptied, user: user) }
+        #expect(try KeyOperation.update(nil).apply(to: emptied, user: user) == emptied)
+        #expect(throws: StateConflict.unknownUser(user)) { try KeyOperation.update(nil).apply(to: nil, user: user) }
+    }
+
+    @Test("delete removes only the named providers and is idempotent; an unknown user is not found")
+    func delete() throws {
+        let start = try create().apply(to: nil, user: user)
+        #expect(try KeyOperation.delete([]).apply(to: start, user: user) == start)
+        let deleted = try KeyOperation.delete([.openAI]).apply(to: start, user: user)
+        #expect(deleted.keys.isEmpty)
+        #expect(deleted.globalID == start.globalID)
+        #expect(try KeyOperation.delete([.openAI]).apply(to: deleted, user: user) == deleted)
+        #expect(throws: StateConflict.unknownUser(user)) { try KeyOperation.delete([.openAI]).apply(to: nil, user: user) }
+    }
+
+    @Test("conflict messages point to the operation to use and never carry a key")
+    func messages() {
+        #expect(StateConflict.keyExists(user, .openAI).message.contains("/external_provider/api_key/update"))
+        #expect(StateConflict.noKey(user, .openAI).message.contains("/external_provider/api_key/create"))
+    }
+}
