@@ -1,3 +1,4 @@
+import Foundation
 import HTTPTypes
 import Logging
 import OpenAPIRuntime
@@ -18,11 +19,14 @@ struct DecodingProblemMiddleware: ServerMiddleware {
         // client that sends `Accept: application/json` only.
         var request = request
         request.headerFields[.accept] = nil
+        // JSONBodyMiddleware has already bounded the body; keep its bytes to explain a decoding failure.
+        var bytes: Data?
+        if let body { bytes = try await Data(collecting: body, upTo: Problem.maxBodyBytes) }
         do {
-            return try await next(request, body, metadata)
+            return try await next(request, bytes.map { HTTPBody($0) }, metadata)
         } catch let error as ServerError {
             if let decoding = error.underlyingError as? DecodingError {
-                return Problem.badRequest(Self.message(for: decoding)).openAPIResponse
+                return Problem.badRequest(Self.message(for: decoding, body: bytes)).openAPIResponse
             }
             logger.error(
                 "operation failed",
@@ -37,7 +41,7 @@ struct DecodingProblemMiddleware: ServerMiddleware {
     }
 
     /// One sentence naming the JSON field at fault. It never quotes the value, which may be a key.
-    static func message(for error: DecodingError) -> String {
+    static func message(for error: DecodingError, body: Data?) -> String {
         switch error {
         case .keyNotFound(let key, let context):
             return "Field '\(path(context.codingPath + [key]))' is required."
@@ -48,11 +52,43 @@ struct DecodingProblemMiddleware: ServerMiddleware {
             if context.codingPath.isEmpty { return "The request body must be a JSON object." }
             return "Field '\(path(context.codingPath))' must be \(describe(type)), not null."
         case .dataCorrupted(let context):
-            if context.codingPath.isEmpty { return "The request body is not valid JSON." }
+            if context.codingPath.isEmpty {
+                // Foundation reports a fraction or an out-of-range number for an integer field without
+                // its path; every number this API takes is an integer, so the first other number is at fault.
+                if let body, let field = firstNonIntegerNumber(in: body) {
+                    return "Field '\(field)' must be an integer."
+                }
+                return "The request body is not valid JSON."
+            }
             return "Field '\(path(context.codingPath))' has a value that is not allowed."
         @unknown default:
             return "The request body is not valid JSON."
         }
+    }
+
+    private static func firstNonIntegerNumber(in body: Data) -> String? {
+        guard let root = try? JSONSerialization.jsonObject(with: body, options: [.fragmentsAllowed]) else { return nil }
+        func search(_ value: Any, _ path: [String]) -> String? {
+            switch value {
+            case let object as [String: Any]:
+                for key in object.keys.sorted() {
+                    if let found = search(object[key]!, path + [key]) { return found }
+                }
+                return nil
+            case let array as [Any]:
+                for (index, element) in array.enumerated() {
+                    if let found = search(element, path + ["[\(index)]"]) { return found }
+                }
+                return nil
+            case is Bool, is String:
+                return nil
+            case let number as NSNumber:
+                return Int(exactly: number.doubleValue) == nil || abs(number.doubleValue) > 9.0e15 ? path.joined(separator: ".") : nil
+            default:
+                return nil
+            }
+        }
+        return search(root, [])
     }
 
     private static func path(_ codingPath: [any CodingKey]) -> String {

@@ -6,12 +6,17 @@ import GRDB
 /// disk, and `secure_delete=ON`, so removed keys are overwritten rather than left in free pages.
 public struct SQLiteKeyStore: KeyStore {
     /// GRDB serialises every write on this one writer: that is what makes writes to a user serialise.
-    private let writer: any DatabaseWriter
+    /// Internal only so the module's tests can inspect the file's settings; nothing else writes through it.
+    let writer: any DatabaseWriter
     public let schemaVersion: Int
 
     /// Opens (creating if needed) the store at `path` and migrates it.
     public init(path: String) throws {
-        try self.init(writer: DatabasePool(path: path, configuration: Self.configuration()))
+        let pool = try DatabasePool(path: path, configuration: Self.configuration())
+        // DatabasePool turns WAL on after `prepareDatabase` and sets synchronous=NORMAL with it, which can
+        // lose the last commits on power loss. The pool has one writer connection for its lifetime.
+        try pool.writeWithoutTransaction { db in try db.execute(sql: "PRAGMA synchronous = FULL") }
+        try self.init(writer: pool)
     }
 
     /// A private in-memory store, for tests that need a real store but no file.

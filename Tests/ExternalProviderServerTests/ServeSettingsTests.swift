@@ -1,0 +1,50 @@
+import Logging
+import NIOCore
+import ExternalProviderStore
+import Foundation
+import Testing
+
+@testable import ExternalProviderServer
+
+@Suite("serve's settings and start-up failures")
+struct ServeSettingsTests {
+    @Test("defaults: 127.0.0.1, port 1000, XDG data dir, info")
+    func defaults() throws {
+        let settings = try ServeSettings(host: nil, port: nil, dataDirectory: nil, logLevel: nil, environment: ["XDG_DATA_HOME": "/xdg", "HOME": "/home/ada"])
+        #expect(settings == ServeSettings(host: "127.0.0.1", port: 1000, dataDirectory: "/xdg/external-provider", logLevel: .info))
+        let withoutXDG = try ServeSettings(host: nil, port: nil, dataDirectory: nil, logLevel: nil, environment: ["HOME": "/home/ada"])
+        #expect(withoutXDG.dataDirectory == "/home/ada/.local/share/external-provider")
+    }
+
+    @Test("environment variables apply when no flag is given; flags win")
+    func environmentAndFlags() throws {
+        let environment = [
+            "EXTERNAL_PROVIDER_HOST": "0.0.0.0", "EXTERNAL_PROVIDER_PORT": "39300",
+            "EXTERNAL_PROVIDER_DATA_DIR": "/data", "EXTERNAL_PROVIDER_LOG_LEVEL": "debug",
+        ]
+        let fromEnvironment = try ServeSettings(host: nil, port: nil, dataDirectory: nil, logLevel: nil, environment: environment)
+        #expect(fromEnvironment == ServeSettings(host: "0.0.0.0", port: 39300, dataDirectory: "/data", logLevel: .debug))
+        let fromFlags = try ServeSettings(host: "::1", port: 4000, dataDirectory: "/flags", logLevel: "error", environment: environment)
+        #expect(fromFlags == ServeSettings(host: "::1", port: 4000, dataDirectory: "/flags", logLevel: .error))
+    }
+
+    @Test("a malformed port or log level is refused with one line")
+    func malformed() {
+        #expect(throws: ServeFailure.self) { try ServeSettings(host: nil, port: nil, dataDirectory: nil, logLevel: nil, environment: ["EXTERNAL_PROVIDER_PORT": "http"]) }
+        #expect(throws: ServeFailure.self) { try ServeSettings(host: nil, port: 70000, dataDirectory: "/d", logLevel: nil, environment: [:]) }
+        #expect(throws: ServeFailure.self) { try ServeSettings(host: nil, port: nil, dataDirectory: "/d", logLevel: "loud", environment: [:]) }
+    }
+
+    @Test("bind failures say what happened and suggest a port that was free")
+    func bindFailures() throws {
+        let inUse = try #require(ServeFailure.bind(IOError(errnoCode: EADDRINUSE, reason: "bind"), host: "127.0.0.1", port: 1000))
+        #expect(inUse.description.contains("127.0.0.1:1000"))
+        #expect(inUse.description.contains("already in use"))
+        #expect(inUse.description.range(of: #"use --port \d+"#, options: .regularExpression) != nil)
+        let denied = try #require(ServeFailure.bind(IOError(errnoCode: EACCES, reason: "bind"), host: "127.0.0.1", port: 80))
+        #expect(denied.description.contains("permission denied"))
+        #expect(denied.description.range(of: #"use --port \d+"#, options: .regularExpression) != nil)
+        #expect(!inUse.description.contains("\n"))
+        #expect(ServeFailure.bind(StoreFault("x"), host: "h", port: 1) == nil)
+    }
+}

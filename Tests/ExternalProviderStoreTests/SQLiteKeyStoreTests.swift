@@ -1,0 +1,140 @@
+import ExternalProviderCore
+import Foundation
+import GRDB
+import Testing
+
+@testable import ExternalProviderStore
+
+@Suite("SQLite store")
+struct SQLiteKeyStoreTests {
+    let user = UserID(trusted: "auth0|store-test")
+
+    func create(_ apiKey: String, name: String? = nil, organization: String? = nil) throws -> KeyOperation {
+        .create(try NewKey(provider: .openAI, apiKey: apiKey, apiKeyName: name, organizationKey: organization))
+    }
+
+    func update(_ apiKey: String? = nil, name: String? = nil, organization: String? = nil) throws -> KeyOperation {
+        .update(try KeyPatch(provider: .openAI, apiKey: apiKey, apiKeyName: name, organizationKey: organization))
+    }
+
+    @Test("the file is in WAL mode with synchronous=FULL, secure_delete and foreign keys on")
+    func durabilitySettings() async throws {
+        let directory = try TemporaryDirectory()
+        let store = try SQLiteKeyStore(path: directory.file("store.sqlite"))
+        let settings = try await store.writer.write { db in
+            try ["journal_mode", "synchronous", "secure_delete", "foreign_keys"].map {
+                try String.fetchOne(db, sql: "PRAGMA \($0)") ?? ""
+            }
+        }
+        #expect(settings == ["wal", "2", "1", "1"])
+    }
+
+    @Test("what a write returned is there after the store is reopened")
+    func survivesReopen() async throws {
+        let directory = try TemporaryDirectory()
+        let path = directory.file("store.sqlite")
+        let written = try await SQLiteKeyStore(path: path).perform(create("sk-persisted", name: "n", organization: "org-9"), for: user)
+        let reopened = try SQLiteKeyStore(path: path)
+        #expect(try await reopened.account(for: user) == written)
+        #expect(reopened.schemaVersion == 1)
+    }
+
+    @Test("a rejected operation changes nothing")
+    func rejectedChangesNothing() async throws {
+        let store = try SQLiteKeyStore.inMemory()
+        let before = try await store.perform(create("sk-original", name: "n"), for: user)
+        await #expect(throws: StateConflict.keyExists(user, .openAI)) {
+            try await store.perform(create("sk-other"), for: user)
+        }
+        #expect(try await store.account(for: user) == before)
+
+        let stranger = UserID(trusted: "stranger")
+        await #expect(throws: StateConflict.unknownUser(stranger)) {
+            try await store.perform(update(name: "x"), for: stranger)
+        }
+        await #expect(throws: StateConflict.unknownUser(stranger)) {
+            try await store.perform(.delete([.openAI]), for: stranger)
+        }
+        #expect(try await store.account(for: stranger) == nil)
+    }
+
+    @Test("keys are rows keyed by (user, provider); delete removes the row and keeps the user")
+    func rowsPerProvider() async throws {
+        let store = try SQLiteKeyStore.inMemory()
+        let created = try await store.perform(create("sk-row"), for: user)
+        let primaryKey = try await store.writer.read { db in try db.primaryKey("provider_key").columns }
+        #expect(primaryKey == ["user", "provider"])
+        let rows = try await store.writer.read { db in try Row.fetchAll(db, sql: "SELECT user, provider FROM provider_key") }
+        #expect(rows.map { [$0["user"] as String, $0["provider"] as String] } == [[user.rawValue, "open_ai"]])
+
+        let deleted = try await store.perform(.delete([.openAI]), for: user)
+        #expect(deleted.globalID == created.globalID)
+        #expect(try await store.writer.read { db in try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM provider_key") } == 0)
+        #expect(try await store.account(for: user) == UserAccount(user: user, globalID: created.globalID))
+    }
+
+    @Test("a store migrated by a newer version is refused")
+    func refusesNewerSchema() async throws {
+        let directory = try TemporaryDirectory()
+        let path = directory.file("store.sqlite")
+        let store = try SQLiteKeyStore(path: path)
+        try await store.writer.write { db in
+            try db.execute(sql: "INSERT INTO grdb_migrations (identifier) VALUES ('v999 from the future')")
+        }
+        #expect(throws: StoreFault.self) { try SQLiteKeyStore(path: path) }
+    }
+
+    @Test("50 concurrent updates to one user over two fields lose nothing")
+    func concurrentUpdatesSerialise() async throws {
+        let directory = try TemporaryDirectory()
+        let store = try SQLiteKeyStore(path: directory.file("store.sqlite"))
+        let initial = try await store.perform(create("sk-concurrent", name: "name-start", organization: "org-start"), for: user)
+
+        let writes = try await withThrowingTaskGroup(of: TwoFieldWrite.self) { group in
+            for index in 0..<50 {
+                let field: TwoFieldWrite.Field = index.isMultiple(of: 2) ? .name : .organization
+                let value = field == .name ? "name-\(index)" : "org-\(index)"
+                let operation = field == .name ? try update(name: value) : try update(organization: value)
+                group.addTask {
+                    let after = try await store.perform(operation, for: user)
+                    return TwoFieldWrite(field: field, value: value, seen: after.keys[.openAI])
+                }
+            }
+            return try await group.reduce(into: []) { $0.append($1) }
+        }
+        let final = try #require(try await store.account(for: user)?.keys[.openAI])
+        #expect(serialOrderExplains(writes, from: try #require(initial.keys[.openAI]), to: final))
+    }
+
+    @Test("the serial-order check rejects a lost update")
+    func serialCheckCatchesLostUpdate() {
+        let initial = ProviderKey(apiKey: "k", apiKeyName: "n0", organizationKey: "o0")
+        // Both writers read the initial record; the second overwrote the first one's name with the old one.
+        let writes = [
+            TwoFieldWrite(field: .name, value: "n1", seen: ProviderKey(apiKey: "k", apiKeyName: "n1", organizationKey: "o0")),
+            TwoFieldWrite(field: .organization, value: "o1", seen: ProviderKey(apiKey: "k", apiKeyName: "n0", organizationKey: "o1")),
+        ]
+        #expect(!serialOrderExplains(writes, from: initial, to: ProviderKey(apiKey: "k", apiKeyName: "n0", organizationKey: "o1")))
+        let serial = [writes[0], TwoFieldWrite(field: .organization, value: "o1", seen: ProviderKey(apiKey: "k", apiKeyName: "n1", organizationKey: "o1"))]
+        #expect(serialOrderExplains(serial, from: initial, to: ProviderKey(apiKey: "k", apiKeyName: "n1", organizationKey: "o1")))
+    }
+
+    @Test("a replaced or deleted key leaves no copy in the data dir's files")
+    func secureDelete() async throws {
+        let directory = try TemporaryDirectory()
+        let store = try SQLiteKeyStore(path: directory.file("store.sqlite"))
+        let first = "sk-first-\(UUID().uuidString)"
+        let second = "sk-second-\(UUID().uuidString)"
+        _ = try await store.perform(create(first), for: user)
+        _ = try await store.perform(update(second), for: user)
+        _ = try await store.perform(.delete([.openAI]), for: user)
+        try await store.writer.writeWithoutTransaction { db in
+            try db.execute(sql: "PRAGMA wal_checkpoint(TRUNCATE)")
+        }
+        for name in try FileManager.default.contentsOfDirectory(atPath: directory.path) {
+            let bytes = try Data(contentsOf: URL(fileURLWithPath: directory.file(name)))
+            #expect(bytes.range(of: Data(first.utf8)) == nil, "\(name) holds the first key")
+            #expect(bytes.range(of: Data(second.utf8)) == nil, "\(name) holds the second key")
+        }
+    }
+}
