@@ -21,11 +21,14 @@ public func buildApplication(_ arguments: some AppArguments) async throws -> som
     logger.logLevel = arguments.logLevel
     try DataDirectory.prepare(arguments.dataDirectory, logger: logger)
     let store = try SQLiteKeyStore(path: (arguments.dataDirectory as NSString).appendingPathComponent(storeFileName))
-    logger.info("store opened", metadata: ["path": "\(arguments.dataDirectory)", "schema.migration": "\(store.schemaVersion)"])
     let router = try buildRouter(store, logger: logger)
     return Application(
         router: router,
         configuration: .init(address: .hostname(arguments.host, port: arguments.port), serverName: nil),
+        // Said only once listening, so that a start that fails prints nothing but its one error line.
+        onServerRunning: { [logger] _ in
+            logger.info("serving", metadata: ["data_dir": "\(arguments.dataDirectory)", "schema.migration": "\(store.schemaVersion)"])
+        },
         logger: logger
     )
 }

@@ -1,0 +1,96 @@
+"""Starts the real `external-provider serve` binary on a free port with a temporary data dir."""
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from pieces_os_client.api.external_provider_api import ExternalProviderApi
+from pieces_os_client.api_client import ApiClient
+from pieces_os_client.configuration import Configuration
+
+ROOT = Path(__file__).resolve().parents[2]
+BINARY = Path(os.environ.get("EXTERNAL_PROVIDER_BIN", ROOT / ".build" / "debug" / "external-provider"))
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class Server:
+    """One server process; `restart()` keeps the port and the data dir."""
+
+    def __init__(self, data_dir: Path, extra_args=()):
+        self.data_dir = data_dir
+        self.port = free_port()
+        self.extra_args = list(extra_args)
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        self.log_path = data_dir.parent / f"server-{self.port}.log"
+        self.process = None
+
+    def start(self):
+        self.log = open(self.log_path, "ab")
+        self.process = subprocess.Popen(
+            [str(BINARY), "serve", "--port", str(self.port), "--data-dir", str(self.data_dir), *self.extra_args],
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"server exited with {self.process.returncode}:\n{self.log_text()}")
+            try:
+                with urllib.request.urlopen(self.base_url + "/health", timeout=1) as response:
+                    if response.read() == b"ok":
+                        return self
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("server did not become healthy within 30 s:\n" + self.log_text())
+
+    def stop(self, sig=signal.SIGTERM):
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(sig)
+            self.process.wait(timeout=20)
+        if self.process:
+            self.log.close()
+
+    def restart(self):
+        self.stop()
+        return self.start()
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def api(self) -> ExternalProviderApi:
+        return ExternalProviderApi(ApiClient(Configuration(host=self.base_url)))
+
+
+@pytest.fixture
+def workdir():
+    path = Path(tempfile.mkdtemp(prefix="ep-e2e-"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def server(workdir):
+    if not BINARY.exists():
+        pytest.fail(f"{BINARY} is missing: run `swift build` first (scripts/test does)")
+    running = Server(workdir / "data").start()
+    yield running
+    running.stop()
+
+
+@pytest.fixture
+def api(server) -> ExternalProviderApi:
+    return server.api()

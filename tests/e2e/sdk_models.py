@@ -1,0 +1,26 @@
+"""Builds the SDK's request models from plain dicts, using the wire names."""
+
+from pieces_os_client.models.precreated_external_provider_api_key import PrecreatedExternalProviderApiKey
+from pieces_os_client.models.predeleted_external_provider_api_key import PredeletedExternalProviderApiKey
+from pieces_os_client.models.preupdated_external_provider_api_key import PreupdatedExternalProviderApiKey
+
+TIMEOUT = 30
+
+
+def create(api, user, **open_ai):
+    body = PrecreatedExternalProviderApiKey.from_dict({"user": user, "open_AI": open_ai})
+    return api.external_provider_api_key_create(body, _request_timeout=TIMEOUT)
+
+
+def update(api, user, open_ai=None):
+    payload = {"user": user}
+    if open_ai is not None:
+        payload["open_AI"] = open_ai
+    return api.external_provider_api_key_update(PreupdatedExternalProviderApiKey.from_dict(payload), _request_timeout=TIMEOUT)
+
+
+def delete(api, user, open_ai=None):
+    payload = {"user": user}
+    if open_ai is not None:
+        payload["open_AI"] = open_ai
+    return api.external_provider_api_key_delete(PredeletedExternalProviderApiKey.from_dict(payload), _request_timeout=TIMEOUT)
