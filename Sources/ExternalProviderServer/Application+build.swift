@@ -11,32 +11,56 @@ public protocol AppArguments: Sendable {
     var port: Int { get }
     var dataDirectory: String { get }
     var logLevel: Logger.Level { get }
+    var masterKeyFile: String? { get }
+    var allowedHosts: [String] { get }
+    var allowedOrigins: [String] { get }
 }
 
 /// The name of the SQLite file inside the data dir.
 public let storeFileName = "external-provider.sqlite"
 
-public func buildApplication(_ arguments: some AppArguments) async throws -> some ApplicationProtocol {
+public func buildApplication(
+    _ arguments: some AppArguments,
+    environment: [String: String] = ProcessInfo.processInfo.environment
+) async throws -> some ApplicationProtocol {
     var logger = Logger(label: "external-provider")
     logger.logLevel = arguments.logLevel
-    try DataDirectory.prepare(arguments.dataDirectory, logger: logger)
-    let store = try SQLiteKeyStore(path: (arguments.dataDirectory as NSString).appendingPathComponent(storeFileName))
-    let router = try buildRouter(store, logger: logger)
+    let dataDirectory = DataDirectory(arguments.dataDirectory)
+    try dataDirectory.prepare(logger: logger)
+    let store = try dataDirectory.openStore(masterKeyFile: arguments.masterKeyFile, environment: environment, logger: logger)
+    if let id = try await dataDirectory.ensureDefaultApplication(store) {
+        // Shown once, on the terminal of whoever started the server; never logged.
+        FileHandle.standardError.write(Data("""
+            external-provider: registered application 'default' with X-Application-ID \(id)
+            external-provider: it is also in \(dataDirectory.file(DataDirectory.applicationIDFileName)) (mode 0600) for local clients
+
+            """.utf8))
+    }
+    let access = AccessPolicy(
+        boundHost: arguments.host, port: arguments.port,
+        allowedHosts: arguments.allowedHosts, allowedOrigins: arguments.allowedOrigins)
     return Application(
-        router: router,
+        router: try buildRouter(store, access: access, logger: logger),
         configuration: .init(address: .hostname(arguments.host, port: arguments.port), serverName: nil),
         // Said only once listening, so that a start that fails prints nothing but its one error line.
-        onServerRunning: { [logger] _ in
+        onServerRunning: { [logger] channel in
+            access.listening(on: channel.localAddress?.port ?? arguments.port)
             logger.info("serving", metadata: ["data_dir": "\(arguments.dataDirectory)", "schema.migration": "\(store.schemaVersion)"])
         },
         logger: logger
     )
 }
 
-public func buildRouter(_ store: some KeyStore, logger: Logger) throws -> Router<BasicRequestContext> {
+public func buildRouter(
+    _ store: some KeyStore & ApplicationRegistry,
+    access: AccessPolicy,
+    limiter: FailedAttemptLimiter = FailedAttemptLimiter(),
+    logger: Logger
+) throws -> Router<AppRequestContext> {
     let routes = RouteTable()
-    let router = Router(options: .autoGenerateHeadEndpoints)
+    let router = Router(context: AppRequestContext.self, options: .autoGenerateHeadEndpoints)
     router.add(middleware: ProtectiveHeadersMiddleware())
+    router.add(middleware: BrowserGuardMiddleware(policy: access))
     router.add(middleware: PlainTextErrorMiddleware(routes: routes))
     router.add(middleware: LogRequestsMiddleware(.debug))
 
@@ -51,7 +75,9 @@ public func buildRouter(_ store: some KeyStore, logger: Logger) throws -> Router
     }
     routes.record(.get, "/openapi.yaml")
 
-    let api = router.group().add(middleware: JSONBodyMiddleware())
+    let api = router.group()
+        .add(middleware: ApplicationAuthMiddleware(registry: store, limiter: limiter))
+        .add(middleware: JSONBodyMiddleware())
     try ExternalProviderHandler(store: store).registerHandlers(
         on: RecordingTransport(base: api, table: routes),
         // Compact JSON: the runtime's default pretty-prints, which costs bytes on every answer.

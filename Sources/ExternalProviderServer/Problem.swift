@@ -12,6 +12,17 @@ struct Problem: Error, HTTPResponseError, Equatable {
     static let contentTooLarge = Problem(.contentTooLarge, "The request body must be at most \(maxBodyBytes) bytes.")
     static let missingBody = Problem(.badRequest, "A JSON request body is required.")
     static let internalServerError = Problem(.internalServerError, "Internal Server Error")
+    static let unauthorized = Problem(.unauthorized, "Invalid Authentication: missing or unknown X-Application-ID")
+    static let forbiddenHost = Problem(
+        .forbidden, "The Host header does not name this server; start it with --allow-host NAME to serve another name.")
+    static let forbiddenOrigin = Problem(
+        .forbidden, "Requests from this Origin are not allowed; start the server with --allow-origin ORIGIN to allow a web page.")
+
+    static func tooManyFailedAttempts(retryAfter seconds: Int) -> Problem {
+        Problem(
+            .tooManyRequests, "Too many failed X-Application-ID attempts from this address; retry after \(seconds) seconds.",
+            headers: [.retryAfter: "\(seconds)"])
+    }
 
     static func methodNotAllowed(_ allowed: [HTTPRequest.Method]) -> Problem {
         let names = allowed.map(\.rawValue).sorted().joined(separator: ", ")

@@ -15,12 +15,21 @@ public struct ServeSettings: AppArguments, Equatable {
     public var port: Int
     public var dataDirectory: String
     public var logLevel: Logger.Level
+    public var masterKeyFile: String?
+    public var allowedHosts: [String]
+    public var allowedOrigins: [String]
 
-    public init(host: String, port: Int, dataDirectory: String, logLevel: Logger.Level) {
+    public init(
+        host: String, port: Int, dataDirectory: String, logLevel: Logger.Level,
+        masterKeyFile: String? = nil, allowedHosts: [String] = [], allowedOrigins: [String] = []
+    ) {
         self.host = host
         self.port = port
         self.dataDirectory = dataDirectory
         self.logLevel = logLevel
+        self.masterKeyFile = masterKeyFile
+        self.allowedHosts = allowedHosts
+        self.allowedOrigins = allowedOrigins
     }
 
     public init(
@@ -28,6 +37,9 @@ public struct ServeSettings: AppArguments, Equatable {
         port: Int?,
         dataDirectory: String?,
         logLevel: String?,
+        masterKeyFile: String? = nil,
+        allowedHosts: [String] = [],
+        allowedOrigins: [String] = [],
         environment: [String: String] = ProcessInfo.processInfo.environment
     ) throws {
         self.host = host ?? environment["EXTERNAL_PROVIDER_HOST"] ?? Self.defaultHost
@@ -46,6 +58,14 @@ public struct ServeSettings: AppArguments, Equatable {
             throw ServeFailure("unknown log level '\(level)'; use one of \(Logger.Level.allCases.map(\.rawValue).joined(separator: ", "))")
         }
         self.logLevel = parsed
+        self.masterKeyFile = masterKeyFile ?? environment["EXTERNAL_PROVIDER_MASTER_KEY_FILE"]
+        self.allowedHosts = allowedHosts.isEmpty ? Self.list(environment["EXTERNAL_PROVIDER_ALLOW_HOST"]) : allowedHosts
+        self.allowedOrigins = allowedOrigins.isEmpty ? Self.list(environment["EXTERNAL_PROVIDER_ALLOW_ORIGIN"]) : allowedOrigins
+    }
+
+    /// A comma-separated environment variable, as the repeatable flags' counterpart.
+    private static func list(_ value: String?) -> [String] {
+        (value ?? "").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
     }
 
     /// `$XDG_DATA_HOME/external-provider`, else `~/.local/share/external-provider`.

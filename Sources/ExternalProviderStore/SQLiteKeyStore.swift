@@ -3,36 +3,41 @@ import Foundation
 import GRDB
 
 /// The embedded store: one SQLite file in WAL mode with `synchronous=FULL`, so a returned write is on
-/// disk, and `secure_delete=ON`, so removed keys are overwritten rather than left in free pages.
+/// disk, and `secure_delete=ON`, so removed values are overwritten rather than left in free pages.
+/// Keys and organizations are sealed under the master key before they reach SQLite.
 public struct SQLiteKeyStore: KeyStore {
     /// GRDB serialises every write on this one writer: that is what makes writes to a user serialise.
     /// Internal only so the module's tests can inspect the file's settings; nothing else writes through it.
     let writer: any DatabaseWriter
+    let masterKey: MasterKey
     public let schemaVersion: Int
 
-    /// Opens (creating if needed) the store at `path` and migrates it.
-    public init(path: String) throws {
+    /// Opens (creating if needed) the store at `path`, migrates it, and refuses it if its values are
+    /// sealed under another master key.
+    public init(path: String, masterKey: MasterKey) throws {
         let pool = try DatabasePool(path: path, configuration: Self.configuration())
         // DatabasePool turns WAL on after `prepareDatabase` and sets synchronous=NORMAL with it, which can
         // lose the last commits on power loss. The pool has one writer connection for its lifetime.
         try pool.writeWithoutTransaction { db in try db.execute(sql: "PRAGMA synchronous = FULL") }
-        try self.init(writer: pool)
+        try self.init(writer: pool, masterKey: masterKey)
     }
 
     /// A private in-memory store, for tests that need a real store but no file.
-    public static func inMemory() throws -> SQLiteKeyStore {
-        try SQLiteKeyStore(writer: DatabaseQueue(configuration: configuration()))
+    public static func inMemory(masterKey: MasterKey = .generate()) throws -> SQLiteKeyStore {
+        try SQLiteKeyStore(writer: DatabaseQueue(configuration: configuration()), masterKey: masterKey)
     }
 
-    private init(writer: any DatabaseWriter) throws {
+    private init(writer: any DatabaseWriter, masterKey: MasterKey) throws {
         self.writer = writer
+        self.masterKey = masterKey
         let migrator = Self.migrator
-        try writer.write { db in
+        try writer.read { db in
             if try migrator.hasBeenSuperseded(db) {
                 throw StoreFault("the store was written by a newer version of external-provider; upgrade it to open this data dir")
             }
         }
         try migrator.migrate(writer)
+        try writer.write { db in try Self.claim(db, for: masterKey) }
         self.schemaVersion = migrator.migrations.count
     }
 
@@ -42,7 +47,7 @@ public struct SQLiteKeyStore: KeyStore {
             try db.execute(sql: "PRAGMA synchronous = FULL")
             try db.execute(sql: "PRAGMA secure_delete = ON")
         }
-        // A writer waits for another process's lock (a backup, the sqlite3 shell) instead of failing at once.
+        // A writer waits for another process's lock (a backup, the CLI) instead of failing at once.
         configuration.busyMode = .timeout(5)
         return configuration
     }
@@ -50,7 +55,7 @@ public struct SQLiteKeyStore: KeyStore {
     /// Migrations are registered once under a name and never edited after they ship.
     private static var migrator: DatabaseMigrator {
         var migrator = DatabaseMigrator()
-        migrator.registerMigration("v1 accounts and provider keys") { db in
+        migrator.registerMigration("v1 accounts, sealed provider keys, applications") { db in
             try db.create(table: UserAccountRecord.databaseTableName) { t in
                 t.primaryKey("user", .text)
                 t.column("global_id", .text).notNull().unique()
@@ -60,31 +65,55 @@ public struct SQLiteKeyStore: KeyStore {
                 t.column("user", .text).notNull()
                     .references(UserAccountRecord.databaseTableName, onDelete: .cascade)
                 t.column("provider", .text).notNull()
-                t.column("api_key", .text).notNull()
+                t.column("api_key", .blob).notNull()
                 t.column("api_key_name", .text)
-                t.column("organization_key", .text)
+                t.column("organization_key", .blob)
                 t.column("created_at", .datetime).notNull()
                 t.column("updated_at", .datetime).notNull()
                 t.primaryKey(["user", "provider"])
+            }
+            try db.create(table: ApplicationRecord.databaseTableName) { t in
+                t.primaryKey("name", .text)
+                t.column("id_hash", .blob).notNull().unique()
+                t.column("created_at", .datetime).notNull()
+                t.column("revoked_at", .datetime)
+            }
+            try db.create(table: StoreMetaRecord.databaseTableName) { t in
+                t.primaryKey("name", .text)
+                t.column("value", .blob).notNull()
             }
         }
         return migrator
     }
 
+    /// A new store records the master key's id; an existing one must have been sealed under the same key.
+    private static func claim(_ db: Database, for masterKey: MasterKey) throws {
+        guard let recorded = try StoreMetaRecord.fetchOne(db, key: StoreMetaRecord.masterKeyID) else {
+            try StoreMetaRecord(name: StoreMetaRecord.masterKeyID, value: masterKey.idBytes).insert(db)
+            return
+        }
+        guard recorded.value == masterKey.idBytes else {
+            let recordedID = recorded.value.map { String(format: "%02x", $0) }.joined()
+            throw StoreFault(
+                "the store is sealed under master key \(recordedID), but the key given is \(masterKey.id); start with the key it was sealed under (--master-key-file or EXTERNAL_PROVIDER_MASTER_KEY)"
+            )
+        }
+    }
+
     public func account(for user: UserID) async throws -> UserAccount? {
-        try await writer.read { db in try Self.load(user, in: db) }
+        try await writer.read { [masterKey] db in try Self.load(user, in: db, masterKey: masterKey) }
     }
 
     public func perform(_ operation: KeyOperation, for user: UserID) async throws -> UserAccount {
-        try await writer.write { db in
-            let before = try Self.load(user, in: db)
+        try await writer.write { [masterKey] db in
+            let before = try Self.load(user, in: db, masterKey: masterKey)
             let after = try operation.apply(to: before, user: user)
-            try Self.save(after, replacing: before, in: db, now: Date())
+            try Self.save(after, replacing: before, in: db, masterKey: masterKey, now: Date())
             return after
         }
     }
 
-    private static func load(_ user: UserID, in db: Database) throws -> UserAccount? {
+    private static func load(_ user: UserID, in db: Database, masterKey: MasterKey) throws -> UserAccount? {
         guard let row = try UserAccountRecord.fetchOne(db, key: user.rawValue) else { return nil }
         guard let globalID = UUID(uuidString: row.globalID) else {
             throw StoreFault("user_account row has a malformed global_id")
@@ -94,13 +123,13 @@ public struct SQLiteKeyStore: KeyStore {
         for row in rows {
             // A provider this version does not know was written by a newer one: leave it untouched.
             guard let provider = Provider(rawValue: row.provider) else { continue }
-            keys[provider] = row.key
+            keys[provider] = try row.key(openedWith: masterKey)
         }
         return UserAccount(user: user, globalID: globalID, keys: keys)
     }
 
     /// Writes only what changed between `old` and `new`, so a no-op update touches nothing on disk.
-    private static func save(_ new: UserAccount, replacing old: UserAccount?, in db: Database, now: Date) throws {
+    private static func save(_ new: UserAccount, replacing old: UserAccount?, in db: Database, masterKey: MasterKey, now: Date) throws {
         if old == nil {
             try UserAccountRecord(user: new.user.rawValue, globalID: new.globalID.uuidString.lowercased(), createdAt: now).insert(db)
         }
@@ -108,21 +137,19 @@ public struct SQLiteKeyStore: KeyStore {
             let before = old?.keys[provider]
             let after = new.keys[provider]
             guard before != after else { continue }
-            let key = ["user": new.user.rawValue, "provider": provider.rawValue]
+            let rowKey = ["user": new.user.rawValue, "provider": provider.rawValue]
             switch (before, after) {
             case (nil, let key?):
-                try ProviderKeyRecord(user: new.user, provider: provider, key: key, createdAt: now, updatedAt: now).insert(db)
+                try ProviderKeyRecord(user: new.user, provider: provider, key: key, sealedWith: masterKey, createdAt: now, updatedAt: now).insert(db)
             case (_?, let changed?):
-                guard var row = try ProviderKeyRecord.fetchOne(db, key: key) else {
+                guard var row = try ProviderKeyRecord.fetchOne(db, key: rowKey) else {
                     throw StoreFault("provider_key row vanished inside its transaction")
                 }
-                row.apiKey = changed.apiKey
-                row.apiKeyName = changed.apiKeyName
-                row.organizationKey = changed.organizationKey
+                try row.store(changed, sealedWith: masterKey)
                 row.updatedAt = now
                 try row.update(db)
             case (_?, nil):
-                _ = try ProviderKeyRecord.deleteOne(db, key: key)
+                _ = try ProviderKeyRecord.deleteOne(db, key: rowKey)
             case (nil, nil):
                 break
             }

@@ -18,14 +18,15 @@ struct UserAccountRecord: Codable, FetchableRecord, PersistableRecord {
 }
 
 /// One row per (user, provider), so a provider beyond OpenAI is a new row, not a schema change.
+/// `api_key` and `organization_key` hold sealed values only (see `MasterKey.seal`).
 struct ProviderKeyRecord: Codable, FetchableRecord, PersistableRecord {
     static let databaseTableName = "provider_key"
 
     var user: String
     var provider: String
-    var apiKey: String
+    var apiKey: Data
     var apiKeyName: String?
-    var organizationKey: String?
+    var organizationKey: Data?
     var createdAt: Date
     var updatedAt: Date
 
@@ -41,20 +42,80 @@ struct ProviderKeyRecord: Codable, FetchableRecord, PersistableRecord {
 
     enum Columns {
         static let user = Column(CodingKeys.user)
-        static let provider = Column(CodingKeys.provider)
     }
 
-    init(user: UserID, provider: Provider, key: ProviderKey, createdAt: Date, updatedAt: Date) {
+    static func context(user: String, provider: String, field: CodingKeys) -> SealContext {
+        SealContext(user: user, provider: provider, field: field.rawValue)
+    }
+
+    init(user: UserID, provider: Provider, key: ProviderKey, sealedWith master: MasterKey, createdAt: Date, updatedAt: Date) throws {
         self.user = user.rawValue
         self.provider = provider.rawValue
-        self.apiKey = key.apiKey
-        self.apiKeyName = key.apiKeyName
-        self.organizationKey = key.organizationKey
+        self.apiKey = Data()
+        self.apiKeyName = nil
         self.createdAt = createdAt
         self.updatedAt = updatedAt
+        try store(key, sealedWith: master)
     }
 
-    var key: ProviderKey {
-        ProviderKey(apiKey: apiKey, apiKeyName: apiKeyName, organizationKey: organizationKey)
+    mutating func store(_ key: ProviderKey, sealedWith master: MasterKey) throws {
+        apiKey = try master.seal(key.apiKey, for: Self.context(user: user, provider: provider, field: .apiKey))
+        apiKeyName = key.apiKeyName
+        organizationKey = try key.organizationKey.map {
+            try master.seal($0, for: Self.context(user: user, provider: provider, field: .organizationKey))
+        }
     }
+
+    func key(openedWith master: MasterKey) throws -> ProviderKey {
+        do {
+            return ProviderKey(
+                apiKey: try master.open(apiKey, for: Self.context(user: user, provider: provider, field: .apiKey)),
+                apiKeyName: apiKeyName,
+                organizationKey: try organizationKey.map {
+                    try master.open($0, for: Self.context(user: user, provider: provider, field: .organizationKey))
+                }
+            )
+        } catch {
+            throw StoreFault("the \(provider) key of user '\(user)' did not open: \(error)")
+        }
+    }
+
+    /// Opens both sealed fields with `old` and seals them again with `new`.
+    mutating func reseal(from old: MasterKey, to new: MasterKey) throws {
+        try store(key(openedWith: old), sealedWith: new)
+    }
+}
+
+/// One row per application that may call the API; only the SHA-256 of its id is kept.
+struct ApplicationRecord: Codable, FetchableRecord, PersistableRecord {
+    static let databaseTableName = "application"
+
+    var name: String
+    var idHash: Data
+    var createdAt: Date
+    var revokedAt: Date?
+
+    enum CodingKeys: String, CodingKey {
+        case name
+        case idHash = "id_hash"
+        case createdAt = "created_at"
+        case revokedAt = "revoked_at"
+    }
+
+    enum Columns {
+        static let idHash = Column(CodingKeys.idHash)
+        static let revokedAt = Column(CodingKeys.revokedAt)
+        static let createdAt = Column(CodingKeys.createdAt)
+    }
+}
+
+/// Facts about the store itself, one row per name.
+struct StoreMetaRecord: Codable, FetchableRecord, PersistableRecord {
+    static let databaseTableName = "store_meta"
+
+    var name: String
+    var value: Data
+
+    /// The id of the master key every sealed value in the store is under.
+    static let masterKeyID = "master_key_id"
 }

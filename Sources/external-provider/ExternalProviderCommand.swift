@@ -4,48 +4,39 @@ import Foundation
 
 @main
 struct ExternalProviderCommand: AsyncParsableCommand {
+    static func main() async {
+        // Every file this process makes (the store, its WAL, key files) is for its owner alone.
+        umask(0o077)
+        do {
+            var command = try parseAsRoot()
+            if var command = command as? any AsyncParsableCommand {
+                try await command.run()
+            } else {
+                try command.run()
+            }
+        } catch {
+            exit(withError: error)
+        }
+    }
+
     static let configuration = CommandConfiguration(
         commandName: "external-provider",
         abstract: "Keeps people's API keys for AI providers and serves the PiecesOS ExternalProvider API.",
-        subcommands: [Serve.self]
+        subcommands: [Serve.self, Apps.self, RotateMasterKey.self]
     )
 }
 
-struct Serve: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Run the HTTP server.")
-
-    @Option(help: "Address to listen on. Env: EXTERNAL_PROVIDER_HOST. Default: \(ServeSettings.defaultHost).")
-    var host: String?
-
-    @Option(help: "Port to listen on. Env: EXTERNAL_PROVIDER_PORT. Default: \(ServeSettings.defaultPort), the SDKs' default.")
-    var port: Int?
-
+/// Where the store is and what opens it: shared by every command that touches the data dir.
+struct StoreOptions: ParsableArguments {
     @Option(help: "Where the store lives, created with mode 0700. Env: EXTERNAL_PROVIDER_DATA_DIR. Default: $XDG_DATA_HOME/external-provider, else ~/.local/share/external-provider.")
     var dataDir: String?
 
-    @Option(help: "trace, debug, info, notice, warning, error or critical. Env: EXTERNAL_PROVIDER_LOG_LEVEL. Default: info.")
-    var logLevel: String?
+    @Option(help: "File holding the master key (base64 of 32 bytes). Env: EXTERNAL_PROVIDER_MASTER_KEY_FILE, or the key itself in EXTERNAL_PROVIDER_MASTER_KEY. Default: <data-dir>/master.key, made on first start.")
+    var masterKeyFile: String?
+}
 
-    func run() async throws {
-        let settings: ServeSettings
-        do {
-            settings = try ServeSettings(host: host, port: port, dataDirectory: dataDir, logLevel: logLevel)
-        } catch {
-            fail("\(error)")
-        }
-        do {
-            let app = try await buildApplication(settings)
-            try await app.runService()
-        } catch {
-            if let failure = error as? ServeFailure ?? ServeFailure.bind(error, host: settings.host, port: settings.port) {
-                fail(failure.description)
-            }
-            fail("external-provider could not start: \(error)")
-        }
-    }
-
-    private func fail(_ line: String) -> Never {
-        FileHandle.standardError.write(Data("error: \(line)\n".utf8))
-        Foundation.exit(1)
-    }
+/// Prints `error: <line>` to stderr and exits 1: every failure a command reports is one line.
+func fail(_ line: String) -> Never {
+    FileHandle.standardError.write(Data("error: \(line)\n".utf8))
+    Foundation.exit(1)
 }

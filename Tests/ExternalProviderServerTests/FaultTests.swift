@@ -12,7 +12,7 @@ import Testing
 struct FaultTests {
     @Test("a store fault answers 500 'Internal Server Error'; the detail goes to the log, the key nowhere")
     func storeFault() async throws {
-        let server = try TestServer()
+        let server = try await TestServer()
         let key = "sk-proj-fault-0123456789abcdefWxyz"
         try await server.store.writer.write { db in try db.execute(sql: "DROP TABLE provider_key") }
         try await server.run { client in

@@ -13,7 +13,7 @@ struct OperationsOverHTTPTests {
 
     @Test("create answers the whole metadata, key masked, schema on the outer object and on metadata")
     func create() async throws {
-        let server = try TestServer()
+        let server = try await TestServer()
         try await server.run { client in
             let answer = try await client.post("create", Self.createBody)
             #expect(answer.status == .ok)
@@ -31,7 +31,7 @@ struct OperationsOverHTTPTests {
 
     @Test("update merges fields and keeps global_id; delete removes the key, is idempotent, and keeps global_id")
     func updateThenDelete() async throws {
-        let server = try TestServer()
+        let server = try await TestServer()
         try await server.run { client in
             let globalID = try await client.post("create", Self.createBody).output.metadata.global_id
 
@@ -58,7 +58,7 @@ struct OperationsOverHTTPTests {
 
     @Test("delete with open_AI false or absent removes nothing")
     func deleteNothing() async throws {
-        let server = try TestServer()
+        let server = try await TestServer()
         try await server.run { client in
             let created = try await client.post("create", Self.createBody).output
             for body in [#"{"user":"auth0|ada","open_AI":false}"#, #"{"user":"auth0|ada"}"#] {
@@ -71,7 +71,7 @@ struct OperationsOverHTTPTests {
 
     @Test("an empty api_key on update keeps the stored key")
     func updateEmptyKey() async throws {
-        let server = try TestServer()
+        let server = try await TestServer()
         try await server.run { client in
             _ = try await client.post("create", Self.createBody)
             let answer = try await client.post("update", #"{"user":"auth0|ada","open_AI":{"api_key":""}}"#)
@@ -82,7 +82,7 @@ struct OperationsOverHTTPTests {
 
     @Test("a request's well-formed schema is accepted and ignored")
     func requestSchemaIgnored() async throws {
-        let server = try TestServer()
+        let server = try await TestServer()
         try await server.run { client in
             let answer = try await client.post(
                 "create", #"{"user":"u","schema":{"migration":99,"semantic":"UNKNOWN"},"open_AI":{"api_key":"sk-abc","schema":{"migration":0,"semantic":"MAJOR_0_MINOR_0_PATCH_1"}}}"#)
@@ -93,7 +93,7 @@ struct OperationsOverHTTPTests {
 
     @Test("unknown fields are ignored, as generated clients of newer specs may send them")
     func unknownFieldsIgnored() async throws {
-        let server = try TestServer()
+        let server = try await TestServer()
         try await server.run { client in
             let answer = try await client.post("create", #"{"user":"u","open_AI":{"api_key":"sk-abc","future":1},"extra":[1,2]}"#)
             #expect(answer.status == .ok)
@@ -102,7 +102,7 @@ struct OperationsOverHTTPTests {
 
     @Test("health and the spec are served")
     func healthAndSpec() async throws {
-        let server = try TestServer()
+        let server = try await TestServer()
         let specPath = URL(fileURLWithPath: #filePath)
             .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
             .appendingPathComponent("Sources/ExternalProviderAPI/openapi.yaml")

@@ -28,6 +28,24 @@ struct ServeSettingsTests {
         #expect(fromFlags == ServeSettings(host: "::1", port: 4000, dataDirectory: "/flags", logLevel: .error))
     }
 
+    @Test("allowed hosts and origins and the master key file come from flags or the environment")
+    func securitySettings() throws {
+        let environment = [
+            "EXTERNAL_PROVIDER_ALLOW_HOST": "a.internal, b.internal:8443", "EXTERNAL_PROVIDER_ALLOW_ORIGIN": "https://app.example.com",
+            "EXTERNAL_PROVIDER_MASTER_KEY_FILE": "/keys/master",
+        ]
+        let fromEnvironment = try ServeSettings(host: nil, port: nil, dataDirectory: "/d", logLevel: nil, environment: environment)
+        #expect(fromEnvironment.allowedHosts == ["a.internal", "b.internal:8443"])
+        #expect(fromEnvironment.allowedOrigins == ["https://app.example.com"])
+        #expect(fromEnvironment.masterKeyFile == "/keys/master")
+        let fromFlags = try ServeSettings(
+            host: nil, port: nil, dataDirectory: "/d", logLevel: nil, masterKeyFile: "/flag", allowedHosts: ["c"], allowedOrigins: [],
+            environment: environment)
+        #expect(fromFlags.allowedHosts == ["c"])
+        #expect(fromFlags.masterKeyFile == "/flag")
+        #expect(try ServeSettings(host: nil, port: nil, dataDirectory: "/d", logLevel: nil, environment: [:]).allowedOrigins.isEmpty)
+    }
+
     @Test("a malformed port or log level is refused with one line")
     func malformed() {
         #expect(throws: ServeFailure.self) { try ServeSettings(host: nil, port: nil, dataDirectory: nil, logLevel: nil, environment: ["EXTERNAL_PROVIDER_PORT": "http"]) }

@@ -41,19 +41,46 @@ final class LogCapture: Sendable {
     }
 }
 
-/// A server on a real in-memory SQLite store, driven without a socket.
+/// Every secret a test sent; each server's log is checked against all of them when its test ends.
+enum SentSecrets {
+    private static let secrets = Mutex<Set<String>>([])
+
+    static func record(in body: String) {
+        let pattern = /"(?:api_key|organization_key)"\s*:\s*"([^"]{6,})"/
+        let found = body.matches(of: pattern).map { String($0.output.1) }
+        secrets.withLock { $0.formUnion(found) }
+    }
+
+    static var all: Set<String> { secrets.withLock { $0 } }
+}
+
+/// A server on a real in-memory SQLite store with one registered application, driven without a socket.
+/// Hummingbird's router test client sends `Host: localhost`, so the server is bound to port 80 by default.
 struct TestServer {
     let store: SQLiteKeyStore
     let logs = LogCapture()
+    let applicationID: String
+    let access: AccessPolicy
+    let limiter: FailedAttemptLimiter
 
-    init() throws {
+    init(access: AccessPolicy = AccessPolicy(boundHost: "127.0.0.1", port: 80), limiter: FailedAttemptLimiter = FailedAttemptLimiter()) async throws {
         store = try SQLiteKeyStore.inMemory()
+        applicationID = try await store.registerApplication(named: "tests")
+        self.access = access
+        self.limiter = limiter
     }
 
-    func run(_ test: @Sendable (any TestClientProtocol) async throws -> Void) async throws {
+    func run(_ test: @Sendable (APIClient) async throws -> Void) async throws {
         let logger = logs.logger()
-        let app = Application(router: try buildRouter(store, logger: logger), logger: logger)
-        try await app.test(.router, test)
+        let router = try buildRouter(store, access: access, limiter: limiter, logger: logger)
+        let app = Application(router: router, logger: logger)
+        try await app.test(.router) { client in
+            try await test(APIClient(raw: client, applicationID: applicationID))
+        }
+        let log = logs.text
+        for secret in SentSecrets.all {
+            #expect(!log.contains(secret), "a key reached the log")
+        }
     }
 }
 
@@ -67,17 +94,25 @@ struct Answer {
     }
 }
 
-extension TestClientProtocol {
-    func post(_ operation: String, _ body: String, contentType: String? = "application/json", headers extra: HTTPFields = [:]) async throws -> Answer {
+/// Sends requests as the registered application unless told otherwise.
+struct APIClient: Sendable {
+    let raw: any TestClientProtocol
+    let applicationID: String
+
+    func post(
+        _ operation: String, _ body: String, contentType: String? = "application/json",
+        applicationID: String? = nil, anonymous: Bool = false, headers extra: HTTPFields = [:]
+    ) async throws -> Answer {
         var headers = extra
         if let contentType { headers[.contentType] = contentType }
+        if !anonymous { headers[ApplicationAuthMiddleware<AppRequestContext>.header] = applicationID ?? self.applicationID }
+        SentSecrets.record(in: body)
         return try await send("/external_provider/api_key/\(operation)", method: .post, headers: headers, body: ByteBuffer(string: body))
     }
 
     func send(_ uri: String, method: HTTPRequest.Method, headers: HTTPFields = [:], body: ByteBuffer? = nil) async throws -> Answer {
-        try await execute(uri: uri, method: method, headers: headers, body: body) { response in
+        try await raw.execute(uri: uri, method: method, headers: headers, body: body) { response in
             Answer(status: response.status, headers: response.headers, body: String(buffer: response.body))
         }
     }
 }
-

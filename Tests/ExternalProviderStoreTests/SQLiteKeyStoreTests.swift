@@ -8,6 +8,7 @@ import Testing
 @Suite("SQLite store")
 struct SQLiteKeyStoreTests {
     let user = UserID(trusted: "auth0|store-test")
+    let masterKey = MasterKey.generate()
 
     func create(_ apiKey: String, name: String? = nil, organization: String? = nil) throws -> KeyOperation {
         .create(try NewKey(provider: .openAI, apiKey: apiKey, apiKeyName: name, organizationKey: organization))
@@ -20,7 +21,7 @@ struct SQLiteKeyStoreTests {
     @Test("the file is in WAL mode with synchronous=FULL, secure_delete and foreign keys on")
     func durabilitySettings() async throws {
         let directory = try TemporaryDirectory()
-        let store = try SQLiteKeyStore(path: directory.file("store.sqlite"))
+        let store = try SQLiteKeyStore(path: directory.file("store.sqlite"), masterKey: masterKey)
         let settings = try await store.writer.write { db in
             try ["journal_mode", "synchronous", "secure_delete", "foreign_keys"].map {
                 try String.fetchOne(db, sql: "PRAGMA \($0)") ?? ""
@@ -33,8 +34,8 @@ struct SQLiteKeyStoreTests {
     func survivesReopen() async throws {
         let directory = try TemporaryDirectory()
         let path = directory.file("store.sqlite")
-        let written = try await SQLiteKeyStore(path: path).perform(create("sk-persisted", name: "n", organization: "org-9"), for: user)
-        let reopened = try SQLiteKeyStore(path: path)
+        let written = try await SQLiteKeyStore(path: path, masterKey: masterKey).perform(create("sk-persisted", name: "n", organization: "org-9"), for: user)
+        let reopened = try SQLiteKeyStore(path: path, masterKey: masterKey)
         #expect(try await reopened.account(for: user) == written)
         #expect(reopened.schemaVersion == 1)
     }
@@ -77,17 +78,17 @@ struct SQLiteKeyStoreTests {
     func refusesNewerSchema() async throws {
         let directory = try TemporaryDirectory()
         let path = directory.file("store.sqlite")
-        let store = try SQLiteKeyStore(path: path)
+        let store = try SQLiteKeyStore(path: path, masterKey: masterKey)
         try await store.writer.write { db in
             try db.execute(sql: "INSERT INTO grdb_migrations (identifier) VALUES ('v999 from the future')")
         }
-        #expect(throws: StoreFault.self) { try SQLiteKeyStore(path: path) }
+        #expect(throws: StoreFault.self) { try SQLiteKeyStore(path: path, masterKey: masterKey) }
     }
 
     @Test("50 concurrent updates to one user over two fields lose nothing")
     func concurrentUpdatesSerialise() async throws {
         let directory = try TemporaryDirectory()
-        let store = try SQLiteKeyStore(path: directory.file("store.sqlite"))
+        let store = try SQLiteKeyStore(path: directory.file("store.sqlite"), masterKey: masterKey)
         let initial = try await store.perform(create("sk-concurrent", name: "name-start", organization: "org-start"), for: user)
 
         let writes = try await withThrowingTaskGroup(of: TwoFieldWrite.self) { group in
@@ -119,10 +120,10 @@ struct SQLiteKeyStoreTests {
         #expect(serialOrderExplains(serial, from: initial, to: ProviderKey(apiKey: "k", apiKeyName: "n1", organizationKey: "o1")))
     }
 
-    @Test("a replaced or deleted key leaves no copy in the data dir's files")
+    @Test("a saved, replaced and deleted key leaves no copy, raw or base64, in the store's files")
     func secureDelete() async throws {
         let directory = try TemporaryDirectory()
-        let store = try SQLiteKeyStore(path: directory.file("store.sqlite"))
+        let store = try SQLiteKeyStore(path: directory.file("store.sqlite"), masterKey: masterKey)
         let first = "sk-first-\(UUID().uuidString)"
         let second = "sk-second-\(UUID().uuidString)"
         _ = try await store.perform(create(first), for: user)
@@ -133,8 +134,10 @@ struct SQLiteKeyStoreTests {
         }
         for name in try FileManager.default.contentsOfDirectory(atPath: directory.path) {
             let bytes = try Data(contentsOf: URL(fileURLWithPath: directory.file(name)))
-            #expect(bytes.range(of: Data(first.utf8)) == nil, "\(name) holds the first key")
-            #expect(bytes.range(of: Data(second.utf8)) == nil, "\(name) holds the second key")
+            for secret in [first, second] {
+                #expect(bytes.range(of: Data(secret.utf8)) == nil, "\(name) holds a key")
+                #expect(bytes.range(of: Data(Data(secret.utf8).base64EncodedString().utf8)) == nil, "\(name) holds a key in base64")
+            }
         }
     }
 }

@@ -1,0 +1,29 @@
+import Foundation
+import GRDB
+
+extension SQLiteKeyStore {
+    /// Re-seals every stored value under `newKey` in one transaction and records the new key's id.
+    /// Afterwards the store opens only with `newKey`; this instance, still holding the old key, must not
+    /// be used again. Returns the number of key rows re-sealed.
+    public func rotateMasterKey(to newKey: MasterKey) async throws -> Int {
+        try await writer.write { [masterKey] db in
+            let rows = try ProviderKeyRecord.fetchAll(db)
+            for var row in rows {
+                try row.reseal(from: masterKey, to: newKey)
+                try row.update(db)
+            }
+            try StoreMetaRecord(name: StoreMetaRecord.masterKeyID, value: newKey.idBytes).update(db)
+            return rows.count
+        }
+    }
+
+    /// The id of the master key the store at `path` is sealed under, read without any key.
+    public static func recordedMasterKeyID(at path: String) throws -> String? {
+        guard FileManager.default.fileExists(atPath: path) else { return nil }
+        let queue = try DatabaseQueue(path: path, configuration: { var c = Configuration(); c.readonly = true; return c }())
+        return try queue.read { db in
+            guard try db.tableExists(StoreMetaRecord.databaseTableName) else { return nil }
+            return try StoreMetaRecord.fetchOne(db, key: StoreMetaRecord.masterKeyID)?.value.map { String(format: "%02x", $0) }.joined()
+        }
+    }
+}

@@ -1,0 +1,107 @@
+import ArgumentParser
+import ExternalProviderServer
+import ExternalProviderStore
+import Foundation
+import Logging
+
+struct Apps: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Manage the applications allowed to call the API (the X-Application-ID header).",
+        subcommands: [Create.self, List.self, Revoke.self]
+    )
+
+    struct Create: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Register an application and print its new id. The id is shown only this once.")
+
+        @Argument(help: "1 to 64 letters, digits, '.', '_' or '-'.") var name: String
+        @OptionGroup var store: StoreOptions
+
+        func run() async throws {
+            let registry = try openRegistry(store)
+            do {
+                print(try await registry.registerApplication(named: name))
+            } catch let error as ApplicationError {
+                fail(error.description)
+            }
+        }
+    }
+
+    struct List: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "List applications: names, dates and status, never ids.")
+
+        @OptionGroup var store: StoreOptions
+
+        func run() async throws {
+            let applications = try await openRegistry(store).applications()
+            let dates = ISO8601DateFormatter()
+            print("NAME".padding(toLength: 24, withPad: " ", startingAt: 0) + "CREATED".padding(toLength: 22, withPad: " ", startingAt: 0) + "STATUS")
+            for application in applications {
+                let status = application.revokedAt.map { "revoked \(dates.string(from: $0))" } ?? "active"
+                print(application.name.padding(toLength: 24, withPad: " ", startingAt: 0) + dates.string(from: application.createdAt).padding(toLength: 22, withPad: " ", startingAt: 0) + status)
+            }
+        }
+    }
+
+    struct Revoke: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Revoke an application: its id stops working at once.")
+
+        @Argument var name: String
+        @OptionGroup var store: StoreOptions
+
+        func run() async throws {
+            guard try await openRegistry(store).revokeApplication(named: name) else {
+                fail("there is no active application named '\(name)'")
+            }
+            print("revoked \(name)")
+        }
+    }
+}
+
+struct RotateMasterKey: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "rotate-master-key",
+        abstract: "Re-seal every stored key under a new master key, in one transaction. Afterwards the old key is not needed."
+    )
+
+    @Option(help: "File holding the new master key (base64 of 32 bytes, e.g. from `openssl rand -base64 32`).")
+    var newKeyFile: String
+
+    @OptionGroup var store: StoreOptions
+
+    func run() async throws {
+        let environment = ProcessInfo.processInfo.environment
+        let dataDirectory = DataDirectory(store.dataDir ?? environment["EXTERNAL_PROVIDER_DATA_DIR"] ?? ServeSettings.defaultDataDirectory(environment))
+        let newKey: MasterKey
+        do {
+            newKey = try MasterKey(base64: String(contentsOfFile: newKeyFile, encoding: .utf8))
+        } catch {
+            fail("cannot use --new-key-file \(newKeyFile): \(error)")
+        }
+        do {
+            let count = try await dataDirectory.rotateMasterKey(to: newKey, masterKeyFile: store.masterKeyFile, environment: environment, logger: commandLogger)
+            print("re-sealed \(count) stored key(s) under master key \(newKey.id); the old master key is no longer needed")
+            if store.masterKeyFile != nil || environment[MasterKeySource.environmentVariable] != nil {
+                print("start serve with --master-key-file \(newKeyFile) (or its contents in \(MasterKeySource.environmentVariable)) from now on")
+            }
+        } catch {
+            fail("\(error)")
+        }
+    }
+}
+
+private var commandLogger: Logger {
+    var logger = Logger(label: "external-provider")
+    logger.logLevel = .warning
+    return logger
+}
+
+private func openRegistry(_ options: StoreOptions) throws -> SQLiteKeyStore {
+    let environment = ProcessInfo.processInfo.environment
+    let dataDirectory = DataDirectory(options.dataDir ?? environment["EXTERNAL_PROVIDER_DATA_DIR"] ?? ServeSettings.defaultDataDirectory(environment))
+    do {
+        try dataDirectory.prepare(logger: commandLogger)
+        return try dataDirectory.openStore(masterKeyFile: options.masterKeyFile, environment: environment, logger: commandLogger)
+    } catch {
+        fail("\(error)")
+    }
+}

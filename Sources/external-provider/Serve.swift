@@ -1,0 +1,44 @@
+import ArgumentParser
+import ExternalProviderServer
+import Foundation
+
+struct Serve: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Run the HTTP server.")
+
+    @Option(help: "Address to listen on. Env: EXTERNAL_PROVIDER_HOST. Default: \(ServeSettings.defaultHost).")
+    var host: String?
+
+    @Option(help: "Port to listen on. Env: EXTERNAL_PROVIDER_PORT. Default: \(ServeSettings.defaultPort), the SDKs' default.")
+    var port: Int?
+
+    @OptionGroup var store: StoreOptions
+
+    @Option(help: "trace, debug, info, notice, warning, error or critical. Env: EXTERNAL_PROVIDER_LOG_LEVEL. Default: info.")
+    var logLevel: String?
+
+    @Option(name: .customLong("allow-origin"), help: "A web page origin (https://app.example.com) allowed to call the API; repeatable. Env: EXTERNAL_PROVIDER_ALLOW_ORIGIN, comma-separated. Default: none.")
+    var allowedOrigins: [String] = []
+
+    @Option(name: .customLong("allow-host"), help: "Another Host name (or name:port) the server answers to, e.g. behind a proxy; repeatable. Env: EXTERNAL_PROVIDER_ALLOW_HOST, comma-separated.")
+    var allowedHosts: [String] = []
+
+    func run() async throws {
+        let settings: ServeSettings
+        do {
+            settings = try ServeSettings(
+                host: host, port: port, dataDirectory: store.dataDir, logLevel: logLevel,
+                masterKeyFile: store.masterKeyFile, allowedHosts: allowedHosts, allowedOrigins: allowedOrigins)
+        } catch {
+            fail("\(error)")
+        }
+        do {
+            let app = try await buildApplication(settings)
+            try await app.runService()
+        } catch {
+            if let failure = error as? ServeFailure ?? ServeFailure.bind(error, host: settings.host, port: settings.port) {
+                fail(failure.description)
+            }
+            fail("external-provider could not start: \(error)")
+        }
+    }
+}
