@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import NIOCore
+import NIOPosix
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -79,6 +80,21 @@ public struct ServeSettings: AppArguments, Equatable {
 }
 
 extension ServeFailure {
+    /// Binds the address and lets it go, so a start that cannot listen fails before it makes a data dir,
+    /// a master key or an application; `nil` if the address is free.
+    public static func probe(host: String, port: Int) async -> ServeFailure? {
+        guard port != 0 else { return nil }
+        do {
+            let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+                .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
+                .bind(host: host, port: port).get()
+            try await channel.close()
+            return nil
+        } catch {
+            return bind(error, host: host, port: port) ?? ServeFailure("cannot listen on \(host):\(port): \(error)")
+        }
+    }
+
     /// The one line for a listener that could not bind, or `nil` if `error` is something else.
     public static func bind(_ error: any Error, host: String, port: Int) -> ServeFailure? {
         guard let error = error as? IOError else { return nil }

@@ -106,6 +106,9 @@ public struct SQLiteKeyStore: KeyStore {
 
     public func perform(_ operation: KeyOperation, for user: UserID) async throws -> UserAccount {
         try await writer.write { [masterKey] db in
+            // Another process may have rotated the master key since this store opened: never seal under a
+            // key the store no longer records.
+            try Self.claim(db, for: masterKey)
             let before = try Self.load(user, in: db, masterKey: masterKey)
             let after = try operation.apply(to: before, user: user)
             try Self.save(after, replacing: before, in: db, masterKey: masterKey, now: Date())

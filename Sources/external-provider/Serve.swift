@@ -31,6 +31,9 @@ struct Serve: AsyncParsableCommand {
         } catch {
             fail("\(error)")
         }
+        if let failure = await ServeFailure.probe(host: settings.host, port: settings.port) {
+            fail(failure.description)
+        }
         do {
             let app = try await buildApplication(settings)
             try await app.runService()

@@ -83,6 +83,22 @@ struct SealingTests {
         #expect(try await store.account(for: UserID(trusted: "victim"))?.keys[.openAI]?.apiKey == "sk-victim-key-0000000")
     }
 
+    @Test("a store whose key another process rotated refuses further writes instead of sealing under the old key")
+    func rotatedUnderARunningStore() async throws {
+        let directory = try TemporaryDirectory()
+        let path = directory.file("store.sqlite")
+        let old = MasterKey.generate()
+        let running = try SQLiteKeyStore(path: path, masterKey: old)
+        let user = UserID(trusted: "u")
+        _ = try await running.perform(.create(try NewKey(provider: .openAI, apiKey: "sk-before-rotation-00", apiKeyName: nil, organizationKey: nil)), for: user)
+        let new = MasterKey.generate()
+        _ = try await SQLiteKeyStore(path: path, masterKey: old).rotateMasterKey(to: new)
+        await #expect(throws: StoreFault.self) {
+            try await running.perform(.update(try KeyPatch(provider: .openAI, apiKey: "sk-after-rotation-000", apiKeyName: nil, organizationKey: nil)), for: user)
+        }
+        #expect(try await SQLiteKeyStore(path: path, masterKey: new).account(for: user)?.keys[.openAI]?.apiKey == "sk-before-rotation-00")
+    }
+
     @Test("a store sealed under one master key is refused with another")
     func refusesOtherMasterKey() throws {
         let directory = try TemporaryDirectory()

@@ -26,21 +26,26 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+# Every server of the session logs at trace level here; the session ends by searching all of it for keys.
+LOG_DIR = Path(tempfile.mkdtemp(prefix="ep-e2e-logs-"))
+
+
 class Server:
-    """One server process; `restart()` keeps the port and the data dir."""
+    """One server process at trace level; `restart()` keeps the port and the data dir."""
 
     def __init__(self, data_dir: Path, extra_args=()):
         self.data_dir = data_dir
         self.port = free_port()
         self.extra_args = list(extra_args)
         self.base_url = f"http://127.0.0.1:{self.port}"
-        self.log_path = data_dir.parent / f"server-{self.port}.log"
+        self.log_path = LOG_DIR / f"server-{self.port}.log"
         self.process = None
 
     def start(self):
         self.log = open(self.log_path, "ab")
         self.process = subprocess.Popen(
-            [str(BINARY), "serve", "--port", str(self.port), "--data-dir", str(self.data_dir), *self.extra_args],
+            [str(BINARY), "serve", "--port", str(self.port), "--data-dir", str(self.data_dir), "--log-level", "trace",
+             *self.extra_args],
             stdout=self.log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
@@ -71,8 +76,32 @@ class Server:
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
-    def api(self) -> ExternalProviderApi:
-        return ExternalProviderApi(ApiClient(Configuration(host=self.base_url)))
+    @property
+    def application_id(self) -> str:
+        """The id of the `default` application, as a local client finds it."""
+        return (self.data_dir / "application-id").read_text().strip()
+
+    def api(self, application_id="default") -> ExternalProviderApi:
+        configuration = Configuration(host=self.base_url)
+        if application_id == "default":
+            application_id = self.application_id
+        if application_id is not None:
+            configuration.api_key["application"] = application_id
+        return ExternalProviderApi(ApiClient(configuration))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_key_in_any_log():
+    """Every key any test sent must be absent from every server log of the session, at trace level."""
+    from sdk_models import SENT_SECRETS
+
+    yield
+    logs = {path.name: path.read_text(errors="replace") for path in LOG_DIR.glob("*.log")}
+    assert logs, "no server logs were captured"
+    assert any("trace" in text for text in logs.values()), "the servers did not log at trace level"
+    leaks = [(name, secret) for name, text in logs.items() for secret in SENT_SECRETS if secret in text]
+    shutil.rmtree(LOG_DIR, ignore_errors=True)
+    assert not leaks, f"keys found in logs: {[name for name, _ in leaks]}"
 
 
 @pytest.fixture

@@ -6,8 +6,19 @@ from pieces_os_client.models.preupdated_external_provider_api_key import Preupda
 
 TIMEOUT = 30
 
+# Every key or organization any test sent, for the session's search of the logs.
+SENT_SECRETS = set()
+
+
+def remember(open_ai):
+    for field in ("api_key", "organization_key"):
+        value = (open_ai or {}).get(field)
+        if isinstance(value, str) and len(value) >= 6:
+            SENT_SECRETS.add(value)
+
 
 def create(api, user, **open_ai):
+    remember(open_ai)
     body = PrecreatedExternalProviderApiKey.from_dict({"user": user, "open_AI": open_ai})
     return api.external_provider_api_key_create(body, _request_timeout=TIMEOUT)
 
@@ -16,6 +27,7 @@ def update(api, user, open_ai=None):
     payload = {"user": user}
     if open_ai is not None:
         payload["open_AI"] = open_ai
+        remember(open_ai)
     return api.external_provider_api_key_update(PreupdatedExternalProviderApiKey.from_dict(payload), _request_timeout=TIMEOUT)
 
 

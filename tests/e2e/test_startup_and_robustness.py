@@ -77,7 +77,7 @@ def test_no_malformed_request_gets_a_5xx(server):
     for body in malformed_bodies(rng):
         operation = rng.choice(["create", "update", "delete"])
         content_type = rng.choice(["application/json"] * 8 + ["text/plain", "application/json; charset=utf-16"])
-        connection.request("POST", f"/external_provider/api_key/{operation}", body=body, headers={"Content-Type": content_type})
+        connection.request("POST", f"/external_provider/api_key/{operation}", body=body, headers={"Content-Type": content_type, "X-Application-ID": server.application_id})
         response = connection.getresponse()
         text = response.read()
         statuses[response.status] = statuses.get(response.status, 0) + 1

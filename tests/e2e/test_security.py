@@ -1,0 +1,110 @@
+"""The application id, the browser defences and the data dir, against the live server."""
+
+import base64
+import http.client
+import os
+import sqlite3
+
+import pytest
+from pieces_os_client.exceptions import NotFoundException, UnauthorizedException
+
+from sdk_models import create, delete, update
+
+UNAUTHORIZED = "Invalid Authentication: missing or unknown X-Application-ID"
+
+
+def test_the_default_application_id_is_written_for_local_clients(server):
+    path = server.data_dir / "application-id"
+    assert oct(path.stat().st_mode & 0o777) == "0o600"
+    assert oct(server.data_dir.stat().st_mode & 0o777) == "0o700"
+    assert len(server.application_id) == 22
+    assert "registered application 'default'" in server.log_text()
+
+
+@pytest.mark.parametrize("application_id", [None, "unknown-application-id"])
+def test_a_missing_or_unknown_application_id_is_unauthorized(server, application_id):
+    with pytest.raises(UnauthorizedException) as caught:
+        create(server.api(application_id=application_id), "auth0|intruder", api_key="sk-intruder-0000000000")
+    assert caught.value.status == 401
+    assert caught.value.body == UNAUTHORIZED
+    assert caught.value.data == UNAUTHORIZED
+    with pytest.raises(NotFoundException):
+        update(server.api(), "auth0|intruder")
+
+
+def raw_post(server, headers, body=b'{"user":"auth0|ada","open_AI":{"api_key":"sk-raw-0000000000"}}'):
+    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+    connection.putrequest("POST", "/external_provider/api_key/create", skip_host=True)
+    for name, value in headers.items():
+        connection.putheader(name, value)
+    connection.putheader("Content-Length", str(len(body)))
+    connection.endheaders(body)
+    response = connection.getresponse()
+    return response.status, response.getheader("Content-Type"), response.read().decode()
+
+
+def test_rebinding_hosts_and_foreign_origins_are_forbidden_and_change_nothing(server):
+    good = {"Host": f"localhost:{server.port}", "Content-Type": "application/json", "X-Application-ID": server.application_id}
+    for headers in [
+        {**good, "Host": f"attacker.example:{server.port}"},
+        {**good, "Host": f"127.0.0.1.nip.io:{server.port}"},
+        {**good, "Host": "localhost:80"},
+        {**good, "Origin": "https://evil.example"},
+        {**good, "Origin": "null"},
+    ]:
+        status, content_type, body = raw_post(server, headers)
+        assert (status, content_type) == (403, "text/plain; charset=utf-8"), body
+    # A form post a page could make without a preflight: no id can be attached, and text/plain is refused.
+    status, _, _ = raw_post(server, {"Host": f"localhost:{server.port}", "Content-Type": "text/plain"})
+    assert status == 401
+    with pytest.raises(NotFoundException):
+        update(server.api(), "auth0|ada")
+    status, _, _ = raw_post(server, good)
+    assert status == 200
+
+
+def test_an_allowed_origin_gets_cors_headers(workdir):
+    from conftest import Server
+
+    server = Server(workdir / "cors", ["--allow-origin", "https://app.example.com"]).start()
+    try:
+        connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+        connection.request("OPTIONS", "/external_provider/api_key/create", headers={
+            "Origin": "https://app.example.com", "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "content-type, x-application-id"})
+        response = connection.getresponse()
+        response.read()
+        assert response.status == 204
+        assert response.getheader("Access-Control-Allow-Origin") == "https://app.example.com"
+        status, _, _ = raw_post(server, {"Host": f"127.0.0.1:{server.port}", "Origin": "https://app.example.com",
+                                         "Content-Type": "application/json", "X-Application-ID": server.application_id})
+        assert status == 200
+    finally:
+        server.stop()
+
+
+def test_no_copy_of_a_stored_key_is_left_in_the_data_dir(server):
+    first, second, organization = "sk-proj-DISKSCAN-first-0123456789", "sk-proj-DISKSCAN-second-987654321", "org-DISKSCAN-4242"
+    api = server.api()
+    create(api, "auth0|disk", api_key=first, organization_key=organization)
+    update(api, "auth0|disk", {"api_key": second})
+    secrets = [first, second, organization]
+
+    def scan():
+        found = []
+        for path in server.data_dir.iterdir():
+            data = path.read_bytes()
+            for secret in secrets:
+                for form in (secret.encode(), base64.b64encode(secret.encode()), base64.urlsafe_b64encode(secret.encode())):
+                    if form in data:
+                        found.append((path.name, secret))
+        return found
+
+    assert scan() == []
+    delete(api, "auth0|disk", True)
+    with sqlite3.connect(server.data_dir / "external-provider.sqlite") as checkpoint:
+        assert checkpoint.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0] == 0
+    assert scan() == []
+    server.stop()
+    assert scan() == []
+    assert sorted(os.listdir(server.data_dir)) == ["application-id", "external-provider.sqlite", "master.key"]
