@@ -3,7 +3,9 @@ import ExternalProviderStore
 import Foundation
 import Hummingbird
 import Logging
+import NIOCore
 import OpenAPIHummingbird
+import ServiceLifecycle
 
 /// What `serve` needs to know; `main` and the tests both build the application from it.
 public protocol AppArguments: Sendable {
@@ -14,6 +16,11 @@ public protocol AppArguments: Sendable {
     var masterKeyFile: String? { get }
     var allowedHosts: [String] { get }
     var allowedOrigins: [String] { get }
+    /// Whether keys are checked with the provider before they are stored.
+    var verifyKeys: Bool { get }
+    var openAIBaseURL: String { get }
+    /// Seconds for the check's connect and for its read.
+    var verifyTimeout: Double { get }
 }
 
 /// The name of the SQLite file inside the data dir.
@@ -39,9 +46,20 @@ public func buildApplication(
     let access = AccessPolicy(
         boundHost: arguments.host, port: arguments.port,
         allowedHosts: arguments.allowedHosts, allowedOrigins: arguments.allowedOrigins)
+    var services: [any Service] = []
+    var verifier: OpenAIKeyVerifier?
+    if arguments.verifyKeys {
+        let timeout = TimeAmount.milliseconds(Int64(arguments.verifyTimeout * 1000))
+        let client = OpenAIKeyVerifier.makeClient(timeout: timeout)
+        services.append(HTTPClientService(client: client))
+        verifier = OpenAIKeyVerifier(client: client, baseURL: arguments.openAIBaseURL, timeout: timeout, logger: logger)
+    } else {
+        logger.notice("key verification is off: keys are stored without checking them with OpenAI")
+    }
     return Application(
-        router: try buildRouter(store, access: access, logger: logger),
+        router: try buildRouter(store, verifier: verifier, access: access, logger: logger),
         configuration: .init(address: .hostname(arguments.host, port: arguments.port), serverName: nil),
+        services: services,
         // Said only once listening, so that a start that fails prints nothing but its one error line.
         onServerRunning: { [logger] channel in
             access.listening(on: channel.localAddress?.port ?? arguments.port)
@@ -53,6 +71,7 @@ public func buildApplication(
 
 public func buildRouter(
     _ store: some KeyStore & ApplicationRegistry,
+    verifier: (any KeyVerifier)? = nil,
     access: AccessPolicy,
     limiter: FailedAttemptLimiter = FailedAttemptLimiter(),
     logger: Logger
@@ -78,7 +97,7 @@ public func buildRouter(
     let api = router.group()
         .add(middleware: ApplicationAuthMiddleware(registry: store, limiter: limiter))
         .add(middleware: JSONBodyMiddleware())
-    try ExternalProviderHandler(store: store).registerHandlers(
+    try ExternalProviderHandler(store: store, verifier: verifier).registerHandlers(
         on: RecordingTransport(base: api, table: routes),
         // Compact JSON: the runtime's default pretty-prints, which costs bytes on every answer.
         configuration: .init(jsonEncodingOptions: [.sortedKeys]),

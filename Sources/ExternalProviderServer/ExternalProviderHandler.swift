@@ -1,12 +1,18 @@
 import ExternalProviderAPI
 import ExternalProviderCore
 import ExternalProviderStore
+import Foundation
 import OpenAPIRuntime
 
 /// The three operations, on top of a store. Expected failures come back as the typed responses the spec
 /// declares; only faults are thrown.
 struct ExternalProviderHandler<Store: KeyStore>: APIProtocol {
+    /// How often a write whose key changed during its check is checked again before giving up.
+    static var verificationAttempts: Int { 3 }
+
     let store: Store
+    /// `nil` when verification is off: keys are stored without asking the provider.
+    let verifier: (any KeyVerifier)?
 
     func externalProviderApiKeyCreate(
         _ input: Operations.ExternalProviderApiKeyCreate.Input
@@ -23,6 +29,9 @@ struct ExternalProviderHandler<Store: KeyStore>: APIProtocol {
         case .failure(.badRequest(let message)): return .badRequest(.init(message))
         case .failure(.notFound(let message)): return .notFound(.init(message))
         case .failure(.conflict(let message)): return .conflict(.init(message))
+        case .failure(.unauthorized(let message)): return .unauthorized(.init(message))
+        case .failure(.badGateway(let message)): return .badGateway(.init(message))
+        case .failure(.gatewayTimeout(let message)): return .gatewayTimeout(.init(message))
         }
     }
 
@@ -41,7 +50,10 @@ struct ExternalProviderHandler<Store: KeyStore>: APIProtocol {
         case .success(let account): return .ok(.init(body: .json(.init(schema: schema, metadata: metadata(account)))))
         case .failure(.badRequest(let message)): return .badRequest(.init(message))
         case .failure(.notFound(let message)): return .notFound(.init(message))
-        case .failure(.conflict(let message)): throw UnexpectedRejection(message: message)
+        case .failure(.conflict(let message)): return .conflict(.init(message))
+        case .failure(.unauthorized(let message)): return .unauthorized(.init(message))
+        case .failure(.badGateway(let message)): return .badGateway(.init(message))
+        case .failure(.gatewayTimeout(let message)): return .gatewayTimeout(.init(message))
         }
     }
 
@@ -57,7 +69,9 @@ struct ExternalProviderHandler<Store: KeyStore>: APIProtocol {
         case .success(let account): return .ok(.init(body: .json(.init(schema: schema, metadata: metadata(account)))))
         case .failure(.badRequest(let message)): return .badRequest(.init(message))
         case .failure(.notFound(let message)): return .notFound(.init(message))
-        case .failure(.conflict(let message)): throw UnexpectedRejection(message: message)
+        case .failure(.conflict(let message)), .failure(.unauthorized(let message)), .failure(.badGateway(let message)),
+            .failure(.gatewayTimeout(let message)):
+            throw UnexpectedRejection(message: message)
         }
     }
 
@@ -73,7 +87,24 @@ struct ExternalProviderHandler<Store: KeyStore>: APIProtocol {
             return .failure(.badRequest(error.message))
         }
         do {
-            return .success(try await store.perform(operation, for: user))
+            guard let verifier else {
+                return .success(try await store.perform(operation, for: user, verification: .off))
+            }
+            for _ in 0..<Self.verificationAttempts {
+                let current = try await store.account(for: user)
+                // A request the state already refuses (404/409) is answered without asking the provider.
+                _ = try operation.apply(to: current, user: user)
+                let credentials = operation.credentialsToVerify(on: current)
+                if let credentials, let rejection = Rejection(await verifier.verify(credentials), for: credentials.provider) {
+                    return .failure(rejection)
+                }
+                do {
+                    return .success(try await store.perform(operation, for: user, verification: .accepted(credentials, at: Date())))
+                } catch is VerificationOutdated {
+                    continue
+                }
+            }
+            return .failure(.conflict("The key changed while it was being checked; send the request again."))
         } catch let conflict as StateConflict {
             return .failure(Rejection(conflict))
         }
@@ -102,11 +133,30 @@ enum Rejection: Error, Equatable {
     case badRequest(String)
     case notFound(String)
     case conflict(String)
+    case unauthorized(String)
+    case badGateway(String)
+    case gatewayTimeout(String)
 
     init(_ conflict: StateConflict) {
         switch conflict {
         case .unknownUser, .noKey: self = .notFound(conflict.message)
         case .keyExists: self = .conflict(conflict.message)
+        }
+    }
+
+    /// What the client hears when the provider did not accept the credentials; `nil` when it did.
+    /// The 401 sentence is the contract's, followed by the provider's error code, never its message.
+    init?(_ outcome: VerificationOutcome, for provider: Provider) {
+        switch outcome {
+        case .accepted:
+            return nil
+        case .rejected(let code):
+            self = .unauthorized("Invalid Authentication, Incorrect API key provided or organization: \(code)")
+        case .unavailable(let reason):
+            self = .badGateway("The key could not be checked with \(provider.displayName), so nothing was stored: \(reason).")
+        case .timedOut:
+            self = .gatewayTimeout(
+                "The key could not be checked with \(provider.displayName), so nothing was stored: no answer within the verify timeout (--verify-timeout).")
         }
     }
 }
@@ -125,5 +175,17 @@ extension Components.Responses.NotFound {
 }
 
 extension Components.Responses.Conflict {
+    init(_ message: String) { self.init(body: .textPlainCharsetUtf8(HTTPBody(message))) }
+}
+
+extension Components.Responses.Unauthorized {
+    init(_ message: String) { self.init(body: .textPlainCharsetUtf8(HTTPBody(message))) }
+}
+
+extension Components.Responses.BadGateway {
+    init(_ message: String) { self.init(body: .textPlainCharsetUtf8(HTTPBody(message))) }
+}
+
+extension Components.Responses.GatewayTimeout {
     init(_ message: String) { self.init(body: .textPlainCharsetUtf8(HTTPBody(message))) }
 }

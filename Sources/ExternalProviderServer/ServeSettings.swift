@@ -19,10 +19,16 @@ public struct ServeSettings: AppArguments, Equatable {
     public var masterKeyFile: String?
     public var allowedHosts: [String]
     public var allowedOrigins: [String]
+    public var verifyKeys: Bool
+    public var openAIBaseURL: String
+    public var verifyTimeout: Double
+
+    public static let defaultVerifyTimeout = 10.0
 
     public init(
         host: String, port: Int, dataDirectory: String, logLevel: Logger.Level,
-        masterKeyFile: String? = nil, allowedHosts: [String] = [], allowedOrigins: [String] = []
+        masterKeyFile: String? = nil, allowedHosts: [String] = [], allowedOrigins: [String] = [],
+        verifyKeys: Bool = true, openAIBaseURL: String = OpenAIKeyVerifier.defaultBaseURL, verifyTimeout: Double = defaultVerifyTimeout
     ) {
         self.host = host
         self.port = port
@@ -31,6 +37,9 @@ public struct ServeSettings: AppArguments, Equatable {
         self.masterKeyFile = masterKeyFile
         self.allowedHosts = allowedHosts
         self.allowedOrigins = allowedOrigins
+        self.verifyKeys = verifyKeys
+        self.openAIBaseURL = openAIBaseURL
+        self.verifyTimeout = verifyTimeout
     }
 
     public init(
@@ -41,6 +50,9 @@ public struct ServeSettings: AppArguments, Equatable {
         masterKeyFile: String? = nil,
         allowedHosts: [String] = [],
         allowedOrigins: [String] = [],
+        verifyKeys: Bool? = nil,
+        openAIBaseURL: String? = nil,
+        verifyTimeout: Double? = nil,
         environment: [String: String] = ProcessInfo.processInfo.environment
     ) throws {
         self.host = host ?? environment["EXTERNAL_PROVIDER_HOST"] ?? Self.defaultHost
@@ -62,6 +74,34 @@ public struct ServeSettings: AppArguments, Equatable {
         self.masterKeyFile = masterKeyFile ?? environment["EXTERNAL_PROVIDER_MASTER_KEY_FILE"]
         self.allowedHosts = allowedHosts.isEmpty ? Self.list(environment["EXTERNAL_PROVIDER_ALLOW_HOST"]) : allowedHosts
         self.allowedOrigins = allowedOrigins.isEmpty ? Self.list(environment["EXTERNAL_PROVIDER_ALLOW_ORIGIN"]) : allowedOrigins
+
+        if let verifyKeys {
+            self.verifyKeys = verifyKeys
+        } else if let raw = environment["EXTERNAL_PROVIDER_VERIFY_KEYS"] {
+            switch raw.lowercased() {
+            case "1", "true", "yes", "on": self.verifyKeys = true
+            case "0", "false", "no", "off": self.verifyKeys = false
+            default: throw ServeFailure("EXTERNAL_PROVIDER_VERIFY_KEYS must be true or false, not '\(raw)'")
+            }
+        } else {
+            self.verifyKeys = true
+        }
+        let baseURL = openAIBaseURL ?? environment["EXTERNAL_PROVIDER_OPENAI_BASE_URL"] ?? OpenAIKeyVerifier.defaultBaseURL
+        guard let url = URL(string: baseURL), ["http", "https"].contains(url.scheme?.lowercased() ?? ""), url.host != nil else {
+            throw ServeFailure("the OpenAI base URL must be an http or https URL such as \(OpenAIKeyVerifier.defaultBaseURL), not '\(baseURL)'")
+        }
+        self.openAIBaseURL = baseURL
+        if let verifyTimeout {
+            self.verifyTimeout = verifyTimeout
+        } else if let raw = environment["EXTERNAL_PROVIDER_VERIFY_TIMEOUT"] {
+            guard let seconds = Double(raw) else { throw ServeFailure("EXTERNAL_PROVIDER_VERIFY_TIMEOUT must be a number of seconds, not '\(raw)'") }
+            self.verifyTimeout = seconds
+        } else {
+            self.verifyTimeout = Self.defaultVerifyTimeout
+        }
+        guard self.verifyTimeout > 0, self.verifyTimeout <= 600 else {
+            throw ServeFailure("the verify timeout must be more than 0 and at most 600 seconds, not \(self.verifyTimeout)")
+        }
     }
 
     /// A comma-separated environment variable, as the repeatable flags' counterpart.

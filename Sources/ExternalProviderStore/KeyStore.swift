@@ -10,8 +10,22 @@ public protocol KeyStore: Sendable {
     func account(for user: UserID) async throws -> UserAccount?
 
     /// Applies `operation` to the user's account in one transaction and returns the account after it.
-    /// Throws `StateConflict` when the operation does not fit the current state; nothing changes then.
-    func perform(_ operation: KeyOperation, for user: UserID) async throws -> UserAccount
+    /// Throws `StateConflict` when the operation does not fit the current state, and
+    /// `VerificationOutdated` when the credentials it needs checked are no longer those `verification`
+    /// says the provider accepted; nothing changes then. A row whose credentials change records when
+    /// they were verified, or no time when verification is off.
+    func perform(_ operation: KeyOperation, for user: UserID, verification: Verification) async throws -> UserAccount
+}
+
+extension KeyStore {
+    public func perform(_ operation: KeyOperation, for user: UserID) async throws -> UserAccount {
+        try await perform(operation, for: user, verification: .off)
+    }
+}
+
+/// Another write changed the user's key while this one was being checked with the provider.
+public struct VerificationOutdated: Error, Equatable, Sendable {
+    public init() {}
 }
 
 /// A fault in the store itself: its detail is for the log, never for a response.

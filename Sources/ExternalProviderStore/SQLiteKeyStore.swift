@@ -68,6 +68,7 @@ public struct SQLiteKeyStore: KeyStore {
                 t.column("api_key", .blob).notNull()
                 t.column("api_key_name", .text)
                 t.column("organization_key", .blob)
+                t.column("verified_at", .datetime)
                 t.column("created_at", .datetime).notNull()
                 t.column("updated_at", .datetime).notNull()
                 t.primaryKey(["user", "provider"])
@@ -104,14 +105,22 @@ public struct SQLiteKeyStore: KeyStore {
         try await writer.read { [masterKey] db in try Self.load(user, in: db, masterKey: masterKey) }
     }
 
-    public func perform(_ operation: KeyOperation, for user: UserID) async throws -> UserAccount {
+    public func perform(_ operation: KeyOperation, for user: UserID, verification: Verification) async throws -> UserAccount {
         try await writer.write { [masterKey] db in
             // Another process may have rotated the master key since this store opened: never seal under a
             // key the store no longer records.
             try Self.claim(db, for: masterKey)
             let before = try Self.load(user, in: db, masterKey: masterKey)
             let after = try operation.apply(to: before, user: user)
-            try Self.save(after, replacing: before, in: db, masterKey: masterKey, now: Date())
+            let verifiedAt: Date?
+            switch verification {
+            case .off:
+                verifiedAt = nil
+            case .accepted(let credentials, let at):
+                guard operation.credentialsToVerify(on: before) == credentials else { throw VerificationOutdated() }
+                verifiedAt = at
+            }
+            try Self.save(after, replacing: before, in: db, masterKey: masterKey, verifiedAt: verifiedAt, now: Date())
             return after
         }
     }
@@ -132,7 +141,10 @@ public struct SQLiteKeyStore: KeyStore {
     }
 
     /// Writes only what changed between `old` and `new`, so a no-op update touches nothing on disk.
-    private static func save(_ new: UserAccount, replacing old: UserAccount?, in db: Database, masterKey: MasterKey, now: Date) throws {
+    /// `verifiedAt` goes to rows whose (key, organization) pair changes.
+    private static func save(
+        _ new: UserAccount, replacing old: UserAccount?, in db: Database, masterKey: MasterKey, verifiedAt: Date?, now: Date
+    ) throws {
         if old == nil {
             try UserAccountRecord(user: new.user.rawValue, globalID: new.globalID.uuidString.lowercased(), createdAt: now).insert(db)
         }
@@ -143,12 +155,17 @@ public struct SQLiteKeyStore: KeyStore {
             let rowKey = ["user": new.user.rawValue, "provider": provider.rawValue]
             switch (before, after) {
             case (nil, let key?):
-                try ProviderKeyRecord(user: new.user, provider: provider, key: key, sealedWith: masterKey, createdAt: now, updatedAt: now).insert(db)
-            case (_?, let changed?):
+                var row = try ProviderKeyRecord(user: new.user, provider: provider, key: key, sealedWith: masterKey, createdAt: now, updatedAt: now)
+                row.verifiedAt = verifiedAt
+                try row.insert(db)
+            case (let previous?, let changed?):
                 guard var row = try ProviderKeyRecord.fetchOne(db, key: rowKey) else {
                     throw StoreFault("provider_key row vanished inside its transaction")
                 }
                 try row.store(changed, sealedWith: masterKey)
+                if (previous.apiKey, previous.organizationKey) != (changed.apiKey, changed.organizationKey) {
+                    row.verifiedAt = verifiedAt
+                }
                 row.updatedAt = now
                 try row.update(db)
             case (_?, nil):

@@ -27,6 +27,8 @@ struct ProviderKeyRecord: Codable, FetchableRecord, PersistableRecord {
     var apiKey: Data
     var apiKeyName: String?
     var organizationKey: Data?
+    /// When the provider last accepted this row's (key, organization) pair; `nil` if never checked.
+    var verifiedAt: Date?
     var createdAt: Date
     var updatedAt: Date
 
@@ -36,6 +38,7 @@ struct ProviderKeyRecord: Codable, FetchableRecord, PersistableRecord {
         case apiKey = "api_key"
         case apiKeyName = "api_key_name"
         case organizationKey = "organization_key"
+        case verifiedAt = "verified_at"
         case createdAt = "created_at"
         case updatedAt = "updated_at"
     }
@@ -53,6 +56,7 @@ struct ProviderKeyRecord: Codable, FetchableRecord, PersistableRecord {
         self.provider = provider.rawValue
         self.apiKey = Data()
         self.apiKeyName = nil
+        self.verifiedAt = nil
         self.createdAt = createdAt
         self.updatedAt = updatedAt
         try store(key, sealedWith: master)

@@ -22,12 +22,22 @@ struct Serve: AsyncParsableCommand {
     @Option(name: .customLong("allow-host"), help: "Another Host name (or name:port) the server answers to, e.g. behind a proxy; repeatable. Env: EXTERNAL_PROVIDER_ALLOW_HOST, comma-separated.")
     var allowedHosts: [String] = []
 
+    @Flag(inversion: .prefixedNo, help: "Check each new key with OpenAI before storing it. Env: EXTERNAL_PROVIDER_VERIFY_KEYS (true/false). Default: on.")
+    var verifyKeys: Bool?
+
+    @Option(name: .customLong("openai-base-url"), help: "Where keys are checked: OpenAI, a proxy or a compatible gateway. Env: EXTERNAL_PROVIDER_OPENAI_BASE_URL. Default: \(OpenAIKeyVerifier.defaultBaseURL).")
+    var openAIBaseURL: String?
+
+    @Option(help: "Seconds the check may take to connect, and to answer. Env: EXTERNAL_PROVIDER_VERIFY_TIMEOUT. Default: 10.")
+    var verifyTimeout: Double?
+
     func run() async throws {
         let settings: ServeSettings
         do {
             settings = try ServeSettings(
                 host: host, port: port, dataDirectory: store.dataDir, logLevel: logLevel,
-                masterKeyFile: store.masterKeyFile, allowedHosts: allowedHosts, allowedOrigins: allowedOrigins)
+                masterKeyFile: store.masterKeyFile, allowedHosts: allowedHosts, allowedOrigins: allowedOrigins,
+                verifyKeys: verifyKeys, openAIBaseURL: openAIBaseURL, verifyTimeout: verifyTimeout)
         } catch {
             fail("\(error)")
         }

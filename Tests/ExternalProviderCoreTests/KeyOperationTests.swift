@@ -91,3 +91,45 @@ struct KeyOperationTests {
         #expect(StateConflict.noKey(user, .openAI).message.contains("/external_provider/api_key/create"))
     }
 }
+
+@Suite("Which credentials an operation needs checked")
+struct VerificationRuleTests {
+    let user = UserID(trusted: "u")
+
+    func account(key: String = "sk-old", organization: String? = "org-old") throws -> UserAccount {
+        try KeyOperation.create(NewKey(provider: .openAI, apiKey: key, apiKeyName: "n", organizationKey: organization)).apply(to: nil, user: user)
+    }
+
+    func patch(_ apiKey: String? = nil, name: String? = nil, organization: String? = nil) throws -> KeyOperation {
+        .update(try KeyPatch(provider: .openAI, apiKey: apiKey, apiKeyName: name, organizationKey: organization))
+    }
+
+    @Test("a create checks its key with its organization")
+    func create() throws {
+        let operation = KeyOperation.create(try NewKey(provider: .openAI, apiKey: "sk-new", apiKeyName: nil, organizationKey: "org-1"))
+        #expect(operation.credentialsToVerify(on: nil) == ProviderCredentials(provider: .openAI, apiKey: "sk-new", organization: "org-1"))
+    }
+
+    @Test("a new key is checked with the stored organization; a new organization with the stored key")
+    func changes() throws {
+        let stored = try account()
+        #expect(try patch("sk-new").credentialsToVerify(on: stored) == ProviderCredentials(provider: .openAI, apiKey: "sk-new", organization: "org-old"))
+        #expect(try patch(organization: "org-new").credentialsToVerify(on: stored) == ProviderCredentials(provider: .openAI, apiKey: "sk-old", organization: "org-new"))
+    }
+
+    @Test("clearing the organization checks the key with none")
+    func clearOrganization() throws {
+        #expect(try patch(organization: "").credentialsToVerify(on: try account()) == ProviderCredentials(provider: .openAI, apiKey: "sk-old", organization: nil))
+    }
+
+    @Test("names, no-ops, deletes and rewriting the same pair check nothing")
+    func nothingToCheck() throws {
+        let stored = try account()
+        #expect(try patch(name: "renamed").credentialsToVerify(on: stored) == nil)
+        #expect(try patch("", organization: nil).credentialsToVerify(on: stored) == nil)
+        #expect(try patch("sk-old", organization: "org-old").credentialsToVerify(on: stored) == nil)
+        #expect(KeyOperation.update(nil).credentialsToVerify(on: stored) == nil)
+        #expect(KeyOperation.delete([.openAI]).credentialsToVerify(on: stored) == nil)
+        #expect(try patch("sk-new").credentialsToVerify(on: nil) == nil)
+    }
+}

@@ -11,7 +11,7 @@ struct HandlerTests {
     let handler: ExternalProviderHandler<SQLiteKeyStore>
 
     init() throws {
-        handler = ExternalProviderHandler(store: try SQLiteKeyStore.inMemory())
+        handler = ExternalProviderHandler(store: try SQLiteKeyStore.inMemory(), verifier: nil)
     }
 
     func createInput(_ user: String, apiKey: String?) -> Operations.ExternalProviderApiKeyCreate.Input {

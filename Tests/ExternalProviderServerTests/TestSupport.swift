@@ -1,4 +1,5 @@
 import ExternalProviderStore
+import GRDB
 import Foundation
 import Hummingbird
 import HummingbirdTesting
@@ -7,6 +8,7 @@ import Synchronization
 import Testing
 
 @testable import ExternalProviderServer
+@testable import ExternalProviderStore
 
 /// Keeps every log line a test's server writes, to check what reaches the log and what never may.
 final class LogCapture: Sendable {
@@ -62,17 +64,29 @@ struct TestServer {
     let applicationID: String
     let access: AccessPolicy
     let limiter: FailedAttemptLimiter
+    let verifier: (any KeyVerifier)?
 
-    init(access: AccessPolicy = AccessPolicy(boundHost: "127.0.0.1", port: 80), limiter: FailedAttemptLimiter = FailedAttemptLimiter()) async throws {
+    init(
+        access: AccessPolicy = AccessPolicy(boundHost: "127.0.0.1", port: 80), limiter: FailedAttemptLimiter = FailedAttemptLimiter(),
+        verifier: (any KeyVerifier)? = nil
+    ) async throws {
         store = try SQLiteKeyStore.inMemory()
         applicationID = try await store.registerApplication(named: "tests")
         self.access = access
         self.limiter = limiter
+        self.verifier = verifier
+    }
+
+    /// When the provider last accepted the user's OpenAI credentials, as the store recorded it.
+    func verifiedAt(user: String) async throws -> Date? {
+        try await store.writer.read { db in
+            try Date.fetchOne(db, sql: "SELECT verified_at FROM provider_key WHERE user = ?", arguments: [user])
+        }
     }
 
     func run(_ test: @Sendable (APIClient) async throws -> Void) async throws {
         let logger = logs.logger()
-        let router = try buildRouter(store, access: access, limiter: limiter, logger: logger)
+        let router = try buildRouter(store, verifier: verifier, access: access, limiter: limiter, logger: logger)
         let app = Application(router: router, logger: logger)
         try await app.test(.router) { client in
             try await test(APIClient(raw: client, applicationID: applicationID))

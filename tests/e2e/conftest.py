@@ -26,6 +26,11 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+from openai_standin import StandInOpenAI
+
+# The session's stand-in OpenAI: every server checks keys with it (verification is on, as by default).
+OPENAI = StandInOpenAI()
+
 # Every server of the session logs at trace level here; the session ends by searching all of it for keys.
 LOG_DIR = Path(tempfile.mkdtemp(prefix="ep-e2e-logs-"))
 
@@ -45,7 +50,7 @@ class Server:
         self.log = open(self.log_path, "ab")
         self.process = subprocess.Popen(
             [str(BINARY), "serve", "--port", str(self.port), "--data-dir", str(self.data_dir), "--log-level", "trace",
-             *self.extra_args],
+             "--openai-base-url", OPENAI.base_url, "--verify-timeout", "1", *self.extra_args],
             stdout=self.log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
@@ -96,6 +101,7 @@ def no_key_in_any_log():
     from sdk_models import SENT_SECRETS
 
     yield
+    OPENAI.close()
     logs = {path.name: path.read_text(errors="replace") for path in LOG_DIR.glob("*.log")}
     assert logs, "no server logs were captured"
     assert any("trace" in text for text in logs.values()), "the servers did not log at trace level"
@@ -123,3 +129,8 @@ def server(workdir):
 @pytest.fixture
 def api(server) -> ExternalProviderApi:
     return server.api()
+
+
+@pytest.fixture
+def openai():
+    return OPENAI

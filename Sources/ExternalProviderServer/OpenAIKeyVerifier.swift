@@ -1,0 +1,127 @@
+import AsyncHTTPClient
+import ExternalProviderCore
+import Foundation
+import Logging
+import NIOCore
+import NIOHTTP1
+import ServiceLifecycle
+
+/// What the provider said about a (key, organization) pair.
+public enum VerificationOutcome: Sendable, Equatable {
+    case accepted
+    /// The provider refused the pair (401/403); `code` is its error code, e.g. `invalid_api_key`.
+    case rejected(code: String)
+    /// No usable answer: refused connection, TLS failure, redirect, 429, 5xx, anything unexpected.
+    case unavailable(reason: String)
+    case timedOut
+}
+
+/// Checks credentials with their provider before they are stored.
+public protocol KeyVerifier: Sendable {
+    func verify(_ credentials: ProviderCredentials) async -> VerificationOutcome
+}
+
+/// Asks OpenAI's `GET /v1/models`, which any working key may call, whether the key works with the
+/// organization. Redirects are never followed: following one would send the key somewhere else.
+public struct OpenAIKeyVerifier: KeyVerifier {
+    public static let defaultBaseURL = "https://api.openai.com"
+    /// Enough for any error body OpenAI sends; a longer one is not read further.
+    static let maxBodyBytes = 64 * 1024
+
+    let client: HTTPClient
+    let baseURL: String
+    let timeout: TimeAmount
+    let logger: Logger
+
+    public init(client: HTTPClient, baseURL: String, timeout: TimeAmount, logger: Logger) {
+        self.client = client
+        self.baseURL = baseURL.hasSuffix("/") ? String(baseURL.dropLast()) : baseURL
+        self.timeout = timeout
+        self.logger = logger
+    }
+
+    /// The one client the server shares for every check, with the connect and read timeouts.
+    public static func makeClient(timeout: TimeAmount) -> HTTPClient {
+        HTTPClient(
+            eventLoopGroupProvider: .singleton,
+            configuration: .init(redirectConfiguration: .disallow, timeout: .init(connect: timeout, read: timeout))
+        )
+    }
+
+    public func verify(_ credentials: ProviderCredentials) async -> VerificationOutcome {
+        var request = HTTPClientRequest(url: baseURL + "/v1/models")
+        request.headers.add(name: "Authorization", value: "Bearer \(credentials.apiKey)")
+        if let organization = credentials.organization {
+            request.headers.add(name: "OpenAI-Organization", value: organization)
+        }
+        let outcome: VerificationOutcome
+        do {
+            // Connect and read each get `timeout`; the whole exchange is bounded by both together.
+            let response = try await client.execute(request, timeout: timeout + timeout, logger: logger)
+            let body = try? await response.body.collect(upTo: Self.maxBodyBytes)
+            outcome = Self.outcome(status: response.status, body: body.map { Data(buffer: $0) })
+        } catch {
+            outcome = Self.outcome(for: error)
+        }
+        logger.info("key checked with OpenAI", metadata: ["outcome": "\(outcome)", "organization.given": "\(credentials.organization != nil)"])
+        return outcome
+    }
+
+    static func outcome(status: HTTPResponseStatus, body: Data?) -> VerificationOutcome {
+        switch status.code {
+        case 200:
+            return .accepted
+        case 401, 403:
+            return .rejected(code: errorCode(in: body) ?? "unknown")
+        case 300..<400:
+            return .unavailable(reason: "OpenAI answered with a redirect (\(status.code)), which is not followed because it would send the key elsewhere")
+        case 429:
+            return .unavailable(reason: "OpenAI is limiting requests (429)")
+        case 500..<600:
+            return .unavailable(reason: "OpenAI answered \(status.code)")
+        default:
+            return .unavailable(reason: "OpenAI answered an unexpected \(status.code)")
+        }
+    }
+
+    static func outcome(for error: any Error) -> VerificationOutcome {
+        if let error = error as? HTTPClientError, [.readTimeout, .connectTimeout, .deadlineExceeded].contains(error) {
+            return .timedOut
+        }
+        let described = String(describing: error)
+        if described.contains("connectionRefused") || described.contains("Connection refused") || described.contains("ECONNREFUSED") {
+            return .unavailable(reason: "the connection to OpenAI was refused")
+        }
+        if described.contains("SSL") || described.contains("TLS") || described.contains("certificate") {
+            return .unavailable(reason: "the TLS connection to OpenAI failed")
+        }
+        return .unavailable(reason: "the request to OpenAI failed (\(type(of: error)))")
+    }
+
+    /// OpenAI's `error.code` (or `error.type` when the code is null), kept only if it looks like a code,
+    /// so nothing else from the body, such as its message with the masked key, is ever repeated.
+    static func errorCode(in body: Data?) -> String? {
+        guard let body,
+            let object = try? JSONSerialization.jsonObject(with: body) as? [String: Any],
+            let error = object["error"] as? [String: Any]
+        else { return nil }
+        for candidate in [error["code"], error["type"]] {
+            if let code = candidate as? String, (1...64).contains(code.count),
+                code.allSatisfy({ $0.isASCII && ($0.isLowercase || $0.isNumber || $0 == "_" || $0 == "-" || $0 == ".") })
+            {
+                return code
+            }
+        }
+        return nil
+    }
+}
+
+/// Shuts the shared client down with the server.
+struct HTTPClientService: Service {
+    let client: HTTPClient
+
+    func run() async throws {
+        try? await gracefulShutdown()
+        try await client.shutdown()
+    }
+}

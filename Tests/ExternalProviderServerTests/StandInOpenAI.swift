@@ -1,0 +1,58 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import HummingbirdTesting
+import Synchronization
+
+/// A stand-in for OpenAI's `GET /v1/models` on loopback, answering as OpenAI does. The key picks the
+/// answer: `invalid` → 401 invalid_api_key, `slow` → no answer for 2 s, `error500`, `ratelimit`,
+/// `redirect`; any other key is valid, unless the organization is `org-wrong` (401
+/// mismatched_organization). It records the credentials each request carried.
+final class StandInOpenAI: Sendable {
+    struct Seen: Equatable, Sendable {
+        let authorization: String?
+        let organization: String?
+    }
+
+    private let seen = Mutex<[Seen]>([])
+
+    var requests: [Seen] { seen.withLock { $0 } }
+
+    /// Runs `body` with the stand-in's base URL while it listens on a free port.
+    func run(_ body: @Sendable (String) async throws -> Void) async throws {
+        let router = Router()
+        router.get("/v1/models") { request, _ in try await self.answer(request) }
+        router.get("/elsewhere") { _, _ in Response(status: .ok) }
+        let app = Application(router: router, configuration: .init(address: .hostname("127.0.0.1", port: 0)))
+        try await app.test(.live) { client in
+            try await body("http://127.0.0.1:\(client.port!)")
+        }
+    }
+
+    private func answer(_ request: Request) async throws -> Response {
+        let authorization = request.headers[.authorization]
+        let organization = request.headers[HTTPField.Name("OpenAI-Organization")!]
+        seen.withLock { $0.append(Seen(authorization: authorization, organization: organization)) }
+        let key = authorization?.replacingOccurrences(of: "Bearer ", with: "") ?? ""
+        if key.contains("slow") {
+            try await Task.sleep(for: .seconds(2))
+        }
+        if key.contains("invalid") || key.isEmpty {
+            return Self.error(.unauthorized, code: "invalid_api_key", message: "Incorrect API key provided: \(key.prefix(3))***\(key.suffix(4)). You can find your API key at https://platform.openai.com/account/api-keys.")
+        }
+        if key.contains("error500") { return Self.error(.internalServerError, code: nil, message: "The server had an error while processing your request.") }
+        if key.contains("ratelimit") { return Self.error(.tooManyRequests, code: "rate_limit_exceeded", message: "Rate limit reached.") }
+        if key.contains("redirect") { return Response(status: .found, headers: [.location: "/elsewhere"]) }
+        if organization == "org-wrong" {
+            return Self.error(.unauthorized, code: "mismatched_organization", message: "OpenAI-Organization header should match organization for API key")
+        }
+        let models = #"{"object":"list","data":[{"id":"gpt-4o","object":"model","created":1715367049,"owned_by":"system"}]}"#
+        return Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(string: models)))
+    }
+
+    private static func error(_ status: HTTPResponse.Status, code: String?, message: String) -> Response {
+        let codeJSON = code.map { "\"\($0)\"" } ?? "null"
+        let body = #"{"error":{"message":"\#(message)","type":"invalid_request_error","param":null,"code":\#(codeJSON)}}"#
+        return Response(status: status, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(string: body)))
+    }
+}

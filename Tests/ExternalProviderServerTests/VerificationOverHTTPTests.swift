@@ -1,0 +1,156 @@
+import AsyncHTTPClient
+import ExternalProviderCore
+import Foundation
+import Hummingbird
+import HummingbirdTesting
+import Logging
+import NIOCore
+import NIOPosix
+import Testing
+
+@testable import ExternalProviderServer
+
+@Suite("Checking keys with OpenAI before storing them", .serialized)
+struct VerificationOverHTTPTests {
+    static let invalidMessage = "Invalid Authentication, Incorrect API key provided or organization: "
+
+    /// Runs `test` against a server whose verifier asks `baseURL` (the stand-in unless given), with a
+    /// short timeout so the slow path is quick.
+    func withVerifyingServer(
+        baseURL: String? = nil, _ test: @Sendable (APIClient, TestServer, StandInOpenAI) async throws -> Void
+    ) async throws {
+        let openAI = StandInOpenAI()
+        try await openAI.run { standInURL in
+            let client = OpenAIKeyVerifier.makeClient(timeout: .milliseconds(700))
+            let verifier = OpenAIKeyVerifier(client: client, baseURL: baseURL ?? standInURL, timeout: .milliseconds(700), logger: Logger(label: "verifier"))
+            let server = try await TestServer(verifier: verifier)
+            do {
+                try await server.run { api in try await test(api, server, openAI) }
+                try await client.shutdown()
+            } catch {
+                try await client.shutdown()
+                throw error
+            }
+        }
+    }
+
+    func create(_ key: String, organization: String? = nil) -> String {
+        let org = organization.map { #","organization_key":"\#($0)""# } ?? ""
+        return #"{"user":"auth0|ada","open_AI":{"api_key":"\#(key)"\#(org)}}"#
+    }
+
+    @Test("a key OpenAI accepts is stored with the time it was verified; the check sends the key and organization")
+    func accepted() async throws {
+        try await withVerifyingServer { api, server, openAI in
+            let answer = try await api.post("create", create("sk-proj-valid-0123456789abcdWxyz", organization: "org-good"))
+            #expect(answer.status == .ok)
+            #expect(openAI.requests == [.init(authorization: "Bearer sk-proj-valid-0123456789abcdWxyz", organization: "org-good")])
+            #expect(try await server.verifiedAt(user: "auth0|ada") != nil)
+        }
+    }
+
+    @Test("a wrong key or organization gets 401 with OpenAI's code, never the key; nothing is stored", arguments: [
+        ("sk-proj-invalid-0123456789abWxyz", nil as String?, "invalid_api_key"),
+        ("sk-proj-valid-0123456789abcdWxyz", "org-wrong", "mismatched_organization"),
+    ])
+    func rejected(key: String, organization: String?, code: String) async throws {
+        try await withVerifyingServer { api, server, _ in
+            let answer = try await api.post("create", create(key, organization: organization))
+            #expect(answer.status == .unauthorized)
+            #expect(answer.body == Self.invalidMessage + code)
+            #expect(!answer.body.contains(key.suffix(4)))
+            #expect(try await server.store.account(for: UserID(trusted: "auth0|ada")) == nil)
+        }
+    }
+
+    @Test("no usable answer is a 502 that says why, a slow one a 504; nothing is stored", arguments: [
+        ("sk-proj-error500-0123456789Wxyz", HTTPResponse.Status.badGateway, "OpenAI answered 500"),
+        ("sk-proj-ratelimit-012345678Wxyz", .badGateway, "OpenAI is limiting requests (429)"),
+        ("sk-proj-redirect-0123456789Wxyz", .badGateway, "redirect (302), which is not followed"),
+        ("sk-proj-slow-0123456789abcdWxyz", .gatewayTimeout, "no answer within the verify timeout"),
+    ])
+    func unavailable(key: String, status: HTTPResponse.Status, reason: String) async throws {
+        try await withVerifyingServer { api, server, openAI in
+            let answer = try await api.post("create", create(key))
+            #expect(answer.status == status)
+            #expect(answer.body.hasPrefix("The key could not be checked with OpenAI, so nothing was stored: "))
+            #expect(answer.body.contains(reason))
+            #expect(try await server.store.account(for: UserID(trusted: "auth0|ada")) == nil)
+            #expect(openAI.requests.count == 1, "a redirect must not be followed")
+        }
+    }
+
+    @Test("a refused connection is a 502")
+    func refused() async throws {
+        let closedPort = try await { () async throws -> Int in
+            let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton).bind(host: "127.0.0.1", port: 0).get()
+            let port = channel.localAddress!.port!
+            try await channel.close()
+            return port
+        }()
+        try await withVerifyingServer(baseURL: "http://127.0.0.1:\(closedPort)") { api, server, _ in
+            let answer = try await api.post("create", create("sk-proj-valid-0123456789abcdWxyz"))
+            #expect(answer.status == .badGateway)
+            #expect(answer.body.contains("refused"))
+            #expect(try await server.store.account(for: UserID(trusted: "auth0|ada")) == nil)
+        }
+    }
+
+    @Test("updates check what changes: a new organization with the stored key, a cleared one with none; names nothing")
+    func updates() async throws {
+        try await withVerifyingServer { api, server, openAI in
+            for (operation, body) in [
+                ("create", create("sk-proj-valid-0123456789abcdWxyz", organization: "org-a")),
+                ("update", #"{"user":"auth0|ada","open_AI":{"organization_key":"org-b"}}"#),
+                ("update", #"{"user":"auth0|ada","open_AI":{"organization_key":""}}"#),
+                ("update", #"{"user":"auth0|ada","open_AI":{"api_key_name":"renamed","api_key":""}}"#),
+            ] {
+                let answer = try await api.post(operation, body)
+                #expect(answer.status == .ok, "\(body)")
+            }
+            let key = "Bearer sk-proj-valid-0123456789abcdWxyz"
+            #expect(openAI.requests == [
+                .init(authorization: key, organization: "org-a"),
+                .init(authorization: key, organization: "org-b"),
+                .init(authorization: key, organization: nil),
+            ])
+
+            let refused = try await api.post("update", #"{"user":"auth0|ada","open_AI":{"organization_key":"org-wrong"}}"#)
+            #expect(refused.status == .unauthorized)
+            #expect(refused.body == Self.invalidMessage + "mismatched_organization")
+            let stored = try await server.store.account(for: UserID(trusted: "auth0|ada"))?.keys[.openAI]
+            #expect(stored == ProviderKey(apiKey: "sk-proj-valid-0123456789abcdWxyz", apiKeyName: "renamed", organizationKey: nil))
+        }
+    }
+
+    @Test("a request the state refuses is answered without asking OpenAI")
+    func stateFirst() async throws {
+        try await withVerifyingServer { api, _, openAI in
+            let answer = try await api.post("update", #"{"user":"nobody","open_AI":{"api_key":"sk-proj-valid-0123456789abcdWxyz"}}"#)
+            #expect(answer.status == .notFound)
+            #expect(openAI.requests.isEmpty)
+        }
+    }
+}
+
+@Suite("Reading OpenAI's answers")
+struct OpenAIAnswerTests {
+    @Test("only a code-shaped error code is kept from the body")
+    func errorCode() {
+        let body = Data(#"{"error":{"message":"Incorrect API key provided: sk-abc***Wxyz.","type":"invalid_request_error","param":null,"code":"invalid_api_key"}}"#.utf8)
+        #expect(OpenAIKeyVerifier.errorCode(in: body) == "invalid_api_key")
+        let nullCode = Data(#"{"error":{"message":"m","type":"insufficient_quota","code":null}}"#.utf8)
+        #expect(OpenAIKeyVerifier.errorCode(in: nullCode) == "insufficient_quota")
+        let hostile = Data(#"{"error":{"message":"m","type":"Incorrect sk-abc Wxyz","code":"sk-abc***Wxyz"}}"#.utf8)
+        #expect(OpenAIKeyVerifier.errorCode(in: hostile) == nil)
+        #expect(OpenAIKeyVerifier.errorCode(in: Data("<html>".utf8)) == nil)
+    }
+
+    @Test("statuses map to outcomes")
+    func statuses() {
+        #expect(OpenAIKeyVerifier.outcome(status: .ok, body: nil) == .accepted)
+        #expect(OpenAIKeyVerifier.outcome(status: .forbidden, body: nil) == .rejected(code: "unknown"))
+        #expect(OpenAIKeyVerifier.outcome(status: .notFound, body: nil) == .unavailable(reason: "OpenAI answered an unexpected 404"))
+        #expect(OpenAIKeyVerifier.outcome(status: .serviceUnavailable, body: nil) == .unavailable(reason: "OpenAI answered 503"))
+    }
+}
