@@ -5,6 +5,10 @@ import Hummingbird
 /// (413), then presence of a body (400). It buffers the body so that the OpenAPI layer decodes it in one go.
 struct JSONBodyMiddleware<Context: RequestContext>: RouterMiddleware {
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        if request.headers[.contentType] == nil, Self.hasNoBody(request) {
+            // Nothing was sent, so there is no wrong type to speak of: what is missing is the body.
+            throw Problem.missingBody
+        }
         guard Self.isJSON(request.headers[.contentType]) else { throw Problem.unsupportedMediaType }
         if let declared = request.headers[.contentLength].flatMap(Int.init), declared > Problem.maxBodyBytes {
             throw Problem.contentTooLarge
@@ -18,6 +22,11 @@ struct JSONBodyMiddleware<Context: RequestContext>: RouterMiddleware {
         }
         guard body.readableBytes > 0 else { throw Problem.missingBody }
         return try await next(request, context)
+    }
+
+    private static func hasNoBody(_ request: Request) -> Bool {
+        guard let length = request.headers[.contentLength] else { return request.headers[.transferEncoding] == nil }
+        return length == "0"
     }
 
     /// `application/json`, with no parameter or a UTF-8 charset (JSON is UTF-8 by RFC 8259).

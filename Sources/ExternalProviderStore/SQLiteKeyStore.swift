@@ -9,6 +9,8 @@ public struct SQLiteKeyStore: KeyStore {
     /// GRDB serialises every write on this one writer: that is what makes writes to a user serialise.
     /// Internal only so the module's tests can inspect the file's settings; nothing else writes through it.
     let writer: any DatabaseWriter
+    /// Every key write goes through here, so concurrent writes share commits.
+    private let groupCommit: GroupCommitWriter
     let masterKey: MasterKey
     public let schemaVersion: Int
 
@@ -29,6 +31,7 @@ public struct SQLiteKeyStore: KeyStore {
 
     private init(writer: any DatabaseWriter, masterKey: MasterKey) throws {
         self.writer = writer
+        self.groupCommit = GroupCommitWriter(writer)
         self.masterKey = masterKey
         let migrator = Self.migrator
         try writer.read { db in
@@ -106,7 +109,7 @@ public struct SQLiteKeyStore: KeyStore {
     }
 
     public func perform(_ operation: KeyOperation, for user: UserID, verification: Verification) async throws -> UserAccount {
-        try await writer.write { [masterKey] db in
+        try await groupCommit.write { [masterKey] db in
             // Another process may have rotated the master key since this store opened: never seal under a
             // key the store no longer records.
             try Self.claim(db, for: masterKey)

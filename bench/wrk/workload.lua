@@ -1,0 +1,79 @@
+-- One wrk script for every workload. Arguments (after --): workload, application id or token,
+-- number of users, number of threads. The summary goes, as JSON, to the file named by $WRK_OUT.
+local counter = 0
+
+function setup(thread)
+  thread:set("tid", counter)
+  counter = counter + 1
+end
+
+local function json_post(path, body)
+  return wrk.format("POST", path, headers, body)
+end
+
+local function key_for(index)
+  return string.format("sk-bench-%06d-0123456789abcdefWxyz", index)
+end
+
+function init(args)
+  workload = args[1]
+  credential = args[2]
+  users = tonumber(args[3])
+  threads = tonumber(args[4])
+  n = 0
+  math.randomseed(tid * 7919 + 17)
+  if workload:sub(1, 4) == "bao_" then
+    headers = { ["Content-Type"] = "application/json", ["X-Vault-Token"] = credential }
+  else
+    headers = { ["Content-Type"] = "application/json", ["X-Application-ID"] = credential }
+  end
+end
+
+function request()
+  n = n + 1
+  if workload == "create_delete" then
+    -- Each thread owns every threads-th user and runs create then delete on it, one connection per thread.
+    local index = (tid + threads * math.floor((n - 1) / 2)) % users
+    local user = "pair-" .. index
+    if n % 2 == 1 then
+      return json_post("/external_provider/api_key/create",
+        '{"user":"' .. user .. '","open_AI":{"api_key":"' .. key_for(index) .. '","api_key_name":"bench"}}')
+    end
+    return json_post("/external_provider/api_key/delete", '{"user":"' .. user .. '","open_AI":true}')
+  elseif workload == "update" or workload == "update_one" or workload == "mix_90_10" then
+    local index = workload == "update_one" and 0 or math.random(0, users - 1)
+    local user = "user-" .. index
+    if workload == "mix_90_10" and math.random() < 0.9 then
+      return json_post("/external_provider/api_key/update", '{"user":"' .. user .. '"}')
+    end
+    return json_post("/external_provider/api_key/update",
+      '{"user":"' .. user .. '","open_AI":{"api_key_name":"name-' .. tid .. '-' .. n .. '"}}')
+  elseif workload == "rejected" then
+    -- Alternate a wrong application id (401, then 429 once the address is past the limit) and bad JSON (400).
+    if n % 2 == 1 then
+      return wrk.format("POST", "/external_provider/api_key/update",
+        { ["Content-Type"] = "application/json", ["X-Application-ID"] = "not-a-registered-id" }, '{"user":"user-1"}')
+    end
+    return json_post("/external_provider/api_key/update", '{"user":')
+  elseif workload == "health" then
+    return wrk.format("GET", "/health")
+  elseif workload == "bao_write" or workload == "bao_write_one" then
+    local index = workload == "bao_write_one" and 0 or math.random(0, users - 1)
+    return json_post("/v1/secret/data/users/user-" .. index,
+      '{"data":{"api_key":"' .. key_for(index) .. '","api_key_name":"name-' .. tid .. '-' .. n .. '"}}')
+  elseif workload == "bao_health" then
+    return wrk.format("GET", "/v1/sys/health")
+  end
+  error("unknown workload " .. workload)
+end
+
+function done(summary, latency, requests)
+  local out = io.open(os.getenv("WRK_OUT"), "w")
+  out:write(string.format(
+    '{"requests":%d,"duration_us":%d,"errors":{"connect":%d,"read":%d,"write":%d,"status":%d,"timeout":%d},' ..
+    '"latency_us":{"p50":%d,"p99":%d,"p999":%d,"mean":%.1f,"max":%d}}',
+    summary.requests, summary.duration, summary.errors.connect, summary.errors.read, summary.errors.write,
+    summary.errors.status, summary.errors.timeout, latency:percentile(50), latency:percentile(99),
+    latency:percentile(99.9), latency.mean, latency.max))
+  out:close()
+end
