@@ -24,6 +24,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 LUA = ROOT / "bench" / "wrk" / "workload.lua"
+PAIRS_LUA = ROOT / "bench" / "wrk" / "pairs.lua"
 USERS = 10_000
 
 
@@ -71,13 +72,21 @@ def run_wrk(url, workload, credential, connections, seconds, users=USERS):
     threads = connections if workload == "create_delete" else min(connections, 4)
     with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as out:
         out_path = out.name
+    script = LUA
+    if workload == "create_delete":
+        with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as combined:
+            combined.write(LUA.read_text() + "\n" + PAIRS_LUA.read_text())
+        script = Path(combined.name)
+    run_wrk.runs = getattr(run_wrk, "runs", 0) + 1
     command = ["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{seconds}s", "--timeout", "10s",
-               "-s", str(LUA), url, "--", workload, credential, str(users), str(threads)]
+               "-s", str(script), url, "--", workload, credential, str(users), str(threads), str(run_wrk.runs)]
     completed = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "WRK_OUT": out_path})
     if completed.returncode != 0:
         raise RuntimeError(f"wrk failed: {completed.stderr or completed.stdout}")
     result = json.loads(Path(out_path).read_text())
     os.unlink(out_path)
+    if script != LUA:
+        os.unlink(script)
     result["rps"] = result["requests"] / (result["duration_us"] / 1e6)
     return result
 
@@ -269,6 +278,7 @@ def main():
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="2 s per row, 1 s warm-up")
     parser.add_argument("--connections", default="1,16,64")
+    parser.add_argument("--only", help="comma-separated workload keys (e.g. update,create_delete) to run alone")
     args = parser.parse_args()
     if args.quick:
         args.seconds, args.warmup = 2, 1
@@ -317,6 +327,8 @@ def run_target(target, loads, args):
     print(f"{target.name}: health ceiling", file=sys.stderr)
     result["health"] = measure(target, target.health, loads, args.seconds, args.warmup)
     for label, workload in target.workloads.items():
+        if args.only and workload not in args.only.split(",") and not workload.startswith("bao_"):
+            continue
         print(f"{target.name}: {label}", file=sys.stderr)
         result["workloads"][label] = {"workload": workload, "write": workload in target.write_workloads,
                                       "rows": measure(target, workload, loads, args.seconds, args.warmup)}
@@ -350,6 +362,8 @@ def render(report):
                   "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
         pairs = [("GET /health", ours["health"], peer["health"])]
         for label in peer["workloads"]:
+            if label not in ours["workloads"]:
+                continue
             pairs.append((label, ours["workloads"][label]["rows"], peer["workloads"][label]["rows"]))
         for label, our_rows, their_rows in pairs:
             for mine, theirs in zip(our_rows, their_rows):

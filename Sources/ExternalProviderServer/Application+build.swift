@@ -95,7 +95,7 @@ public func buildRouter(
     routes.record(.get, "/openapi.yaml")
 
     let api = router.group()
-        .add(middleware: ApplicationAuthMiddleware(registry: store, limiter: limiter))
+        .add(middleware: ApplicationAuthMiddleware(registry: store, limiter: limiter, recentlyValid: RecentlyValidApplications()))
         .add(middleware: JSONBodyMiddleware())
     try ExternalProviderHandler(store: store, verifier: verifier).registerHandlers(
         on: RecordingTransport(base: api, table: routes),

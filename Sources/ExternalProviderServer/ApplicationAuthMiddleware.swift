@@ -11,9 +11,10 @@ struct ApplicationAuthMiddleware<Context: RemoteAddressRequestContext>: RouterMi
 
     let registry: any ApplicationRegistry
     let limiter: FailedAttemptLimiter
+    let recentlyValid: RecentlyValidApplications
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
-        if let id = request.headers[Self.header], !id.isEmpty, id.utf8.count <= 256, try await registry.isActiveApplication(id: id) {
+        if let id = request.headers[Self.header], !id.isEmpty, id.utf8.count <= 256, try await isActive(id) {
             return try await next(request, context)
         }
         let client = context.remoteAddress?.ipAddress ?? "unknown"
@@ -22,6 +23,47 @@ struct ApplicationAuthMiddleware<Context: RemoteAddressRequestContext>: RouterMi
         }
         limiter.recordFailure(for: client)
         throw Problem.unauthorized
+    }
+}
+
+extension ApplicationAuthMiddleware {
+    private func isActive(_ id: String) async throws -> Bool {
+        if recentlyValid.contains(id) { return true }
+        guard try await registry.isActiveApplication(id: id) else { return false }
+        recentlyValid.insert(id)
+        return true
+    }
+}
+
+/// Ids found valid in the last second, so a busy client costs one store read a second instead of one a
+/// request. A revocation therefore takes effect within a second; unknown ids are never remembered.
+final class RecentlyValidApplications: Sendable {
+    private let lifetime: Duration
+    private let now: @Sendable () -> ContinuousClock.Instant
+    private let entries = Mutex<[String: ContinuousClock.Instant]>([:])
+    private let maxEntries = 1024
+
+    init(lifetime: Duration = .seconds(1), now: @escaping @Sendable () -> ContinuousClock.Instant = { .now }) {
+        self.lifetime = lifetime
+        self.now = now
+    }
+
+    func contains(_ id: String) -> Bool {
+        let now = now()
+        return entries.withLock { entries in
+            guard let checked = entries[id] else { return false }
+            if now - checked < lifetime { return true }
+            entries[id] = nil
+            return false
+        }
+    }
+
+    func insert(_ id: String) {
+        let now = now()
+        entries.withLock { entries in
+            if entries.count >= maxEntries { entries.removeAll(keepingCapacity: true) }
+            entries[id] = now
+        }
     }
 }
 

@@ -34,13 +34,15 @@ final class GroupCommitWriter: Sendable {
                 return true
             }
             if startsDraining {
-                Task { await self.drain() }
+                // The drain runs on GRDB's writer queue and keeps it until nothing is queued: one wake-up
+                // serves every write that arrives meanwhile.
+                writer.asyncWriteWithoutTransaction { db in self.drain(db) }
             }
         }
         return value as! T
     }
 
-    private func drain() async {
+    private func drain(_ db: Database) {
         while true {
             let batch = state.withLock { state in
                 let batch = state.queue
@@ -50,25 +52,23 @@ final class GroupCommitWriter: Sendable {
             }
             guard !batch.isEmpty else { return }
             do {
-                let results = try await writer.writeWithoutTransaction { db in
-                    var results: [Result<any Sendable, any Error>] = []
-                    results.reserveCapacity(batch.count)
-                    try db.inTransaction(.immediate) {
-                        for pending in batch {
-                            var value: (any Sendable)?
-                            do {
-                                try db.inSavepoint {
-                                    value = try pending.work(db)
-                                    return .commit
-                                }
-                                results.append(.success(value!))
-                            } catch {
-                                results.append(.failure(error))
-                            }
+                var results: [Result<any Sendable, any Error>] = []
+                results.reserveCapacity(batch.count)
+                try db.inTransaction(.immediate) {
+                    for pending in batch {
+                        // A savepoint per write, with statements prepared once: a write that throws is
+                        // rolled back alone, and the others in the batch commit.
+                        try db.cachedStatement(sql: "SAVEPOINT groupCommitItem").execute()
+                        do {
+                            results.append(.success(try pending.work(db)))
+                            try db.cachedStatement(sql: "RELEASE SAVEPOINT groupCommitItem").execute()
+                        } catch {
+                            results.append(.failure(error))
+                            try db.cachedStatement(sql: "ROLLBACK TO SAVEPOINT groupCommitItem").execute()
+                            try db.cachedStatement(sql: "RELEASE SAVEPOINT groupCommitItem").execute()
                         }
-                        return .commit
                     }
-                    return results
+                    return .commit
                 }
                 for (pending, result) in zip(batch, results) {
                     pending.continuation.resume(with: result)

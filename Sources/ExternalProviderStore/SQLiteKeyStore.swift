@@ -92,12 +92,14 @@ public struct SQLiteKeyStore: KeyStore {
 
     /// A new store records the master key's id; an existing one must have been sealed under the same key.
     private static func claim(_ db: Database, for masterKey: MasterKey) throws {
-        guard let recorded = try StoreMetaRecord.fetchOne(db, key: StoreMetaRecord.masterKeyID) else {
+        let recorded = try Data.fetchOne(
+            db.cachedStatement(sql: "SELECT value FROM store_meta WHERE name = ?"), arguments: [StoreMetaRecord.masterKeyID])
+        guard let recorded else {
             try StoreMetaRecord(name: StoreMetaRecord.masterKeyID, value: masterKey.idBytes).insert(db)
             return
         }
-        guard recorded.value == masterKey.idBytes else {
-            let recordedID = recorded.value.map { String(format: "%02x", $0) }.joined()
+        guard recorded == masterKey.idBytes else {
+            let recordedID = recorded.map { String(format: "%02x", $0) }.joined()
             throw StoreFault(
                 "the store is sealed under master key \(recordedID), but the key given is \(masterKey.id); start with the key it was sealed under (--master-key-file or EXTERNAL_PROVIDER_MASTER_KEY)"
             )
@@ -105,7 +107,7 @@ public struct SQLiteKeyStore: KeyStore {
     }
 
     public func account(for user: UserID) async throws -> UserAccount? {
-        try await writer.read { [masterKey] db in try Self.load(user, in: db, masterKey: masterKey) }
+        try await writer.read { [masterKey] db in try Self.load(user, in: db, masterKey: masterKey)?.account }
     }
 
     public func perform(_ operation: KeyOperation, for user: UserID, verification: Verification) async throws -> UserAccount {
@@ -113,7 +115,8 @@ public struct SQLiteKeyStore: KeyStore {
             // Another process may have rotated the master key since this store opened: never seal under a
             // key the store no longer records.
             try Self.claim(db, for: masterKey)
-            let before = try Self.load(user, in: db, masterKey: masterKey)
+            let loaded = try Self.load(user, in: db, masterKey: masterKey)
+            let before = loaded?.account
             let after = try operation.apply(to: before, user: user)
             let verifiedAt: Date?
             switch verification {
@@ -123,58 +126,78 @@ public struct SQLiteKeyStore: KeyStore {
                 guard operation.credentialsToVerify(on: before) == credentials else { throw VerificationOutdated() }
                 verifiedAt = at
             }
-            try Self.save(after, replacing: before, in: db, masterKey: masterKey, verifiedAt: verifiedAt, now: Date())
+            try Self.save(after, replacing: loaded, in: db, masterKey: masterKey, verifiedAt: verifiedAt, now: Date())
             return after
         }
     }
 
-    private static func load(_ user: UserID, in db: Database, masterKey: MasterKey) throws -> UserAccount? {
-        guard let row = try UserAccountRecord.fetchOne(db, key: user.rawValue) else { return nil }
-        guard let globalID = UUID(uuidString: row.globalID) else {
+    /// A user's account and the rows it was read from, which a save updates in place.
+    private struct Loaded {
+        let account: UserAccount
+        let rows: [Provider: ProviderKeyRecord]
+    }
+
+    // The statements below run on every request: they are prepared once per connection and reused
+    // (`cachedStatement`), since compiling SQL each time was most of the writer's work.
+
+    private static func load(_ user: UserID, in db: Database, masterKey: MasterKey) throws -> Loaded? {
+        let globalIDText = try String.fetchOne(
+            db.cachedStatement(sql: "SELECT global_id FROM user_account WHERE user = ?"), arguments: [user.rawValue])
+        guard let globalIDText else { return nil }
+        guard let globalID = UUID(uuidString: globalIDText) else {
             throw StoreFault("user_account row has a malformed global_id")
         }
-        let rows = try ProviderKeyRecord.filter(ProviderKeyRecord.Columns.user == user.rawValue).fetchAll(db)
+        let records = try ProviderKeyRecord.fetchAll(
+            db.cachedStatement(sql: "SELECT * FROM provider_key WHERE user = ?"), arguments: [user.rawValue])
         var keys: [Provider: ProviderKey] = [:]
-        for row in rows {
+        var rows: [Provider: ProviderKeyRecord] = [:]
+        for record in records {
             // A provider this version does not know was written by a newer one: leave it untouched.
-            guard let provider = Provider(rawValue: row.provider) else { continue }
-            keys[provider] = try row.key(openedWith: masterKey)
+            guard let provider = Provider(rawValue: record.provider) else { continue }
+            keys[provider] = try record.key(openedWith: masterKey)
+            rows[provider] = record
         }
-        return UserAccount(user: user, globalID: globalID, keys: keys)
+        return Loaded(account: UserAccount(user: user, globalID: globalID, keys: keys), rows: rows)
     }
 
     /// Writes only what changed between `old` and `new`, so a no-op update touches nothing on disk.
     /// `verifiedAt` goes to rows whose (key, organization) pair changes.
     private static func save(
-        _ new: UserAccount, replacing old: UserAccount?, in db: Database, masterKey: MasterKey, verifiedAt: Date?, now: Date
+        _ new: UserAccount, replacing old: Loaded?, in db: Database, masterKey: MasterKey, verifiedAt: Date?, now: Date
     ) throws {
         if old == nil {
-            try UserAccountRecord(user: new.user.rawValue, globalID: new.globalID.uuidString.lowercased(), createdAt: now).insert(db)
+            try db.cachedStatement(sql: "INSERT INTO user_account (user, global_id, created_at) VALUES (?, ?, ?)")
+                .execute(arguments: [new.user.rawValue, new.globalID.uuidString.lowercased(), now])
         }
         for provider in Provider.allCases {
-            let before = old?.keys[provider]
+            let before = old?.account.keys[provider]
             let after = new.keys[provider]
             guard before != after else { continue }
-            let rowKey = ["user": new.user.rawValue, "provider": provider.rawValue]
-            switch (before, after) {
-            case (nil, let key?):
+            switch (before, after, old?.rows[provider]) {
+            case (nil, let key?, _):
                 var row = try ProviderKeyRecord(user: new.user, provider: provider, key: key, sealedWith: masterKey, createdAt: now, updatedAt: now)
                 row.verifiedAt = verifiedAt
-                try row.insert(db)
-            case (let previous?, let changed?):
-                guard var row = try ProviderKeyRecord.fetchOne(db, key: rowKey) else {
-                    throw StoreFault("provider_key row vanished inside its transaction")
-                }
+                try db.cachedStatement(sql: """
+                    INSERT INTO provider_key (user, provider, api_key, api_key_name, organization_key, verified_at, created_at, updated_at)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+                    """)
+                    .execute(arguments: [row.user, row.provider, row.apiKey, row.apiKeyName, row.organizationKey, row.verifiedAt, row.createdAt, row.updatedAt])
+            case (let previous?, let changed?, var row?):
                 try row.store(changed, sealedWith: masterKey)
                 if (previous.apiKey, previous.organizationKey) != (changed.apiKey, changed.organizationKey) {
                     row.verifiedAt = verifiedAt
                 }
                 row.updatedAt = now
-                try row.update(db)
-            case (_?, nil):
-                _ = try ProviderKeyRecord.deleteOne(db, key: rowKey)
-            case (nil, nil):
-                break
+                try db.cachedStatement(sql: """
+                    UPDATE provider_key SET api_key = ?, api_key_name = ?, organization_key = ?, verified_at = ?, updated_at = ?
+                    WHERE user = ? AND provider = ?
+                    """)
+                    .execute(arguments: [row.apiKey, row.apiKeyName, row.organizationKey, row.verifiedAt, row.updatedAt, row.user, row.provider])
+            case (_?, nil, _):
+                try db.cachedStatement(sql: "DELETE FROM provider_key WHERE user = ? AND provider = ?")
+                    .execute(arguments: [new.user.rawValue, provider.rawValue])
+            default:
+                throw StoreFault("provider_key row for a changed key was not loaded")
             }
         }
     }

@@ -43,7 +43,7 @@ struct Apps: AsyncParsableCommand {
     }
 
     struct Revoke: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Revoke an application: its id stops working at once.")
+        static let configuration = CommandConfiguration(abstract: "Revoke an application: its id stops working within a second.")
 
         @Argument var name: String
         @OptionGroup var store: StoreOptions

@@ -32,6 +32,18 @@ struct SecurityOverHTTPTests {
         #expect(try await server.store.account(for: UserID(trusted: "auth0|ada")) == nil)
     }
 
+    @Test("a revoked id stops working within a second")
+    func revocationWithinASecond() async throws {
+        let server = try await TestServer()
+        let id = try await server.store.registerApplication(named: "soon-revoked")
+        try await server.run { client in
+            #expect(try await client.post("update", #"{"user":"u"}"#, applicationID: id).status == .notFound)
+            _ = try await server.store.revokeApplication(named: "soon-revoked")
+            try await Task.sleep(for: .milliseconds(1100))
+            #expect(try await client.post("update", #"{"user":"u"}"#, applicationID: id).status == .unauthorized)
+        }
+    }
+
     @Test("past 20 failures a minute an address gets 429 with Retry-After; a valid id is never blocked")
     func rateLimit() async throws {
         let clock = Mutex(ContinuousClock.now)

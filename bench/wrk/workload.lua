@@ -1,5 +1,6 @@
 -- One wrk script for every workload. Arguments (after --): workload, application id or token,
--- number of users, number of threads. The summary goes, as JSON, to the file named by $WRK_OUT.
+-- number of users, number of threads, and a tag that keeps each run's create+delete users apart
+-- (a warm-up may stop between a create and its delete). The summary goes, as JSON, to $WRK_OUT.
 local counter = 0
 
 function setup(thread)
@@ -20,6 +21,11 @@ function init(args)
   credential = args[2]
   users = tonumber(args[3])
   threads = tonumber(args[4])
+  tag = args[5] or "0"
+  -- Each thread cycles through its own users only, so no two connections ever share one.
+  per_thread = math.max(1, math.floor(users / threads))
+  pair = 0
+  created = false
   n = 0
   math.randomseed(tid * 7919 + 17)
   if workload:sub(1, 4) == "bao_" then
@@ -32,10 +38,11 @@ end
 function request()
   n = n + 1
   if workload == "create_delete" then
-    -- Each thread owns every threads-th user and runs create then delete on it, one connection per thread.
-    local index = (tid + threads * math.floor((n - 1) / 2)) % users
-    local user = "pair-" .. index
-    if n % 2 == 1 then
+    -- Each thread owns every threads-th user and runs create then delete on it, one connection per
+    -- thread; pairs.lua's response() moves to the next step, since wrk calls request() once unsent.
+    local index = tid + threads * (pair % per_thread)
+    local user = "pair-" .. tag .. "-" .. index
+    if not created then
       return json_post("/external_provider/api_key/create",
         '{"user":"' .. user .. '","open_AI":{"api_key":"' .. key_for(index) .. '","api_key_name":"bench"}}')
     end
