@@ -284,7 +284,8 @@ def main():
         args.seconds, args.warmup = 2, 1
     loads = [int(value) for value in args.connections.split(",")]
     workdir = Path(tempfile.mkdtemp(prefix="ep-bench-"))
-    report = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    report = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"), "commit": commit,
               "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
               "seconds_per_row": args.seconds, "connections": loads, "targets": {}}
     try:
@@ -339,7 +340,7 @@ def render(report):
     ours = report["targets"]["external-provider"]
     fsync = report["fsync_commits_per_s"]
     health = {row["connections"]: row["rps"] for row in ours["health"]}
-    lines = ["## external-provider", "",
+    lines = [f"## external-provider ({report.get('commit', '?')}, {report['date']})", "",
              f"Each row: {report['seconds_per_row']} s of wrk after a warm-up, on {report['machine']['cpus']} cores "
              f"shared by server and client. Ceilings: `GET /health` (HTTP stack, no store) and "
              f"{fsync:,.0f} durable single-row commits/s (the data dir's disk, no batching).", "",
@@ -358,8 +359,8 @@ def render(report):
     if "OpenBao 2.7.2" in report["targets"]:
         peer = report["targets"]["OpenBao 2.7.2"]
         lines += ["", "## against OpenBao 2.7.2 (raft, KV v2), same machine, same loads", "",
-                  "| workload | conns | ours req/s | OpenBao req/s | ours ÷ OpenBao | ours p99 ms | OpenBao p99 ms | ours peak RSS MiB | OpenBao peak RSS MiB |",
-                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+                  "| workload | conns | ours req/s | OpenBao req/s | ours ÷ OpenBao | ours p99 ms | OpenBao p99 ms | errors ours / OpenBao | ours peak RSS MiB | OpenBao peak RSS MiB |",
+                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
         pairs = [("GET /health", ours["health"], peer["health"])]
         for label in peer["workloads"]:
             if label not in ours["workloads"]:
@@ -369,10 +370,15 @@ def render(report):
             for mine, theirs in zip(our_rows, their_rows):
                 lines.append(f"| {label} | {mine['connections']} | {mine['rps']:,.0f} | {theirs['rps']:,.0f} | "
                              f"{mine['rps'] / theirs['rps']:.2f}× | {fmt_ms(mine['latency_us']['p99'])} | "
-                             f"{fmt_ms(theirs['latency_us']['p99'])} | {mine['peak_rss_mib']:.1f} | {theirs['peak_rss_mib']:.1f} |")
+                             f"{fmt_ms(theirs['latency_us']['p99'])} | {error_count(mine)} / {error_count(theirs)} | "
+                             f"{mine['peak_rss_mib']:.1f} | {theirs['peak_rss_mib']:.1f} |")
         lines += ["", f"- idle RSS: ours {report['idle_rss_mib']:.1f} MiB, OpenBao {report['peer_idle_rss_mib']:.1f} MiB; "
                       f"OpenBao start to ready {report['peer_start_up_ms']:.0f} ms (before init and unseal)"]
     return "\n".join(lines)
+
+
+def error_count(row):
+    return sum(row["errors"].values())
 
 
 def row_line(label, row, health_rps, fsync):
