@@ -58,6 +58,8 @@ public func buildApplication(
     }
     return Application(
         router: try buildRouter(store, verifier: verifier, access: access, logger: logger),
+        // Any local process can connect: an idle connection must not hold a descriptor forever.
+        server: .http1(configuration: .init(idleTimeout: .seconds(60))),
         configuration: .init(address: .hostname(arguments.host, port: arguments.port), serverName: nil),
         services: services,
         // Said only once listening, so that a start that fails prints nothing but its one error line.
