@@ -55,50 +55,42 @@ public struct ServeSettings: AppArguments, Equatable {
         verifyTimeout: Double? = nil,
         environment: [String: String] = ProcessInfo.processInfo.environment
     ) throws {
-        self.host = host ?? environment["EXTERNAL_PROVIDER_HOST"] ?? Self.defaultHost
-        if let port {
-            self.port = port
-        } else if let raw = environment["EXTERNAL_PROVIDER_PORT"] {
-            guard let port = Int(raw) else { throw ServeFailure("EXTERNAL_PROVIDER_PORT must be a number, not '\(raw)'") }
-            self.port = port
-        } else {
-            self.port = Self.defaultPort
+        func setting<T>(_ flag: T?, _ variable: String, default value: T, expecting: String, _ parse: (String) -> T?) throws -> T {
+            if let flag { return flag }
+            guard let raw = environment[variable] else { return value }
+            guard let parsed = parse(raw) else { throw ServeFailure("\(variable) must be \(expecting), not '\(raw)'") }
+            return parsed
         }
+        self.host = try setting(host, "EXTERNAL_PROVIDER_HOST", default: Self.defaultHost, expecting: "a host") { $0 }
+        self.port = try setting(port, "EXTERNAL_PROVIDER_PORT", default: Self.defaultPort, expecting: "a number") { Int($0) }
         guard (0...65535).contains(self.port) else { throw ServeFailure("the port must be between 0 and 65535, not \(self.port)") }
-        self.dataDirectory = dataDirectory ?? environment["EXTERNAL_PROVIDER_DATA_DIR"] ?? Self.defaultDataDirectory(environment)
-        let level = logLevel ?? environment["EXTERNAL_PROVIDER_LOG_LEVEL"] ?? "info"
+        self.dataDirectory = try setting(
+            dataDirectory, "EXTERNAL_PROVIDER_DATA_DIR", default: Self.defaultDataDirectory(environment), expecting: "a path") { $0 }
+        let levels = Logger.Level.allCases.map(\.rawValue).joined(separator: ", ")
+        let level = try setting(logLevel, "EXTERNAL_PROVIDER_LOG_LEVEL", default: "info", expecting: "one of \(levels)") { $0 }
         guard let parsed = Logger.Level(rawValue: level) else {
-            throw ServeFailure("unknown log level '\(level)'; use one of \(Logger.Level.allCases.map(\.rawValue).joined(separator: ", "))")
+            throw ServeFailure("unknown log level '\(level)'; use one of \(levels)")
         }
         self.logLevel = parsed
         self.masterKeyFile = masterKeyFile ?? environment["EXTERNAL_PROVIDER_MASTER_KEY_FILE"]
         self.allowedHosts = allowedHosts.isEmpty ? Self.list(environment["EXTERNAL_PROVIDER_ALLOW_HOST"]) : allowedHosts
         self.allowedOrigins = allowedOrigins.isEmpty ? Self.list(environment["EXTERNAL_PROVIDER_ALLOW_ORIGIN"]) : allowedOrigins
 
-        if let verifyKeys {
-            self.verifyKeys = verifyKeys
-        } else if let raw = environment["EXTERNAL_PROVIDER_VERIFY_KEYS"] {
-            switch raw.lowercased() {
-            case "1", "true", "yes", "on": self.verifyKeys = true
-            case "0", "false", "no", "off": self.verifyKeys = false
-            default: throw ServeFailure("EXTERNAL_PROVIDER_VERIFY_KEYS must be true or false, not '\(raw)'")
+        self.verifyKeys = try setting(verifyKeys, "EXTERNAL_PROVIDER_VERIFY_KEYS", default: true, expecting: "true or false") {
+            switch $0.lowercased() {
+            case "1", "true", "yes", "on": true
+            case "0", "false", "no", "off": false
+            default: nil
             }
-        } else {
-            self.verifyKeys = true
         }
-        let baseURL = openAIBaseURL ?? environment["EXTERNAL_PROVIDER_OPENAI_BASE_URL"] ?? OpenAIKeyVerifier.defaultBaseURL
+        let baseURL = try setting(
+            openAIBaseURL, "EXTERNAL_PROVIDER_OPENAI_BASE_URL", default: OpenAIKeyVerifier.defaultBaseURL, expecting: "a URL") { $0 }
         guard let url = URL(string: baseURL), ["http", "https"].contains(url.scheme?.lowercased() ?? ""), url.host != nil else {
             throw ServeFailure("the OpenAI base URL must be an http or https URL such as \(OpenAIKeyVerifier.defaultBaseURL), not '\(baseURL)'")
         }
         self.openAIBaseURL = baseURL
-        if let verifyTimeout {
-            self.verifyTimeout = verifyTimeout
-        } else if let raw = environment["EXTERNAL_PROVIDER_VERIFY_TIMEOUT"] {
-            guard let seconds = Double(raw) else { throw ServeFailure("EXTERNAL_PROVIDER_VERIFY_TIMEOUT must be a number of seconds, not '\(raw)'") }
-            self.verifyTimeout = seconds
-        } else {
-            self.verifyTimeout = Self.defaultVerifyTimeout
-        }
+        self.verifyTimeout = try setting(
+            verifyTimeout, "EXTERNAL_PROVIDER_VERIFY_TIMEOUT", default: Self.defaultVerifyTimeout, expecting: "a number of seconds") { Double($0) }
         guard self.verifyTimeout > 0, self.verifyTimeout <= 600 else {
             throw ServeFailure("the verify timeout must be more than 0 and at most 600 seconds, not \(self.verifyTimeout)")
         }

@@ -46,6 +46,19 @@ struct ServeSettingsTests {
         #expect(try ServeSettings(host: nil, port: nil, dataDirectory: "/d", logLevel: nil, environment: [:]).allowedOrigins.isEmpty)
     }
 
+    @Test("verification settings: on by default, switched by flag or environment, validated")
+    func verificationSettings() throws {
+        let defaults = try ServeSettings(host: nil, port: nil, dataDirectory: "/d", logLevel: nil, environment: [:])
+        #expect(defaults.verifyKeys && defaults.openAIBaseURL == "https://api.openai.com" && defaults.verifyTimeout == 10)
+        let environment = ["EXTERNAL_PROVIDER_VERIFY_KEYS": "false", "EXTERNAL_PROVIDER_OPENAI_BASE_URL": "http://gateway:8080", "EXTERNAL_PROVIDER_VERIFY_TIMEOUT": "2.5"]
+        let fromEnvironment = try ServeSettings(host: nil, port: nil, dataDirectory: "/d", logLevel: nil, environment: environment)
+        #expect(!fromEnvironment.verifyKeys && fromEnvironment.openAIBaseURL == "http://gateway:8080" && fromEnvironment.verifyTimeout == 2.5)
+        #expect(try ServeSettings(host: nil, port: nil, dataDirectory: "/d", logLevel: nil, verifyKeys: true, environment: environment).verifyKeys)
+        for (name, value) in [("EXTERNAL_PROVIDER_VERIFY_KEYS", "maybe"), ("EXTERNAL_PROVIDER_OPENAI_BASE_URL", "ftp://x"), ("EXTERNAL_PROVIDER_VERIFY_TIMEOUT", "0")] {
+            #expect(throws: ServeFailure.self) { try ServeSettings(host: nil, port: nil, dataDirectory: "/d", logLevel: nil, environment: [name: value]) }
+        }
+    }
+
     @Test("a malformed port or log level is refused with one line")
     func malformed() {
         #expect(throws: ServeFailure.self) { try ServeSettings(host: nil, port: nil, dataDirectory: nil, logLevel: nil, environment: ["EXTERNAL_PROVIDER_PORT": "http"]) }
