@@ -10,7 +10,12 @@ public struct MasterKey: Sendable {
     /// 8 bytes of SHA-256 over a label and the key: safe to print, and enough to tell keys apart.
     let idBytes: Data
 
-    public var id: String { idBytes.map { String(format: "%02x", $0) }.joined() }
+    public var id: String { Self.displayID(idBytes) }
+
+    /// How a key id is shown: in messages, in `SealError`, and by `recordedMasterKeyID`.
+    static func displayID(_ idBytes: Data) -> String {
+        idBytes.map { String(format: "%02x", $0) }.joined()
+    }
 
     public init(bytes: Data) throws(MasterKeyError) {
         guard bytes.count == Self.byteCount else { throw .wrongLength(bytes.count) }
@@ -96,7 +101,7 @@ extension MasterKey {
         guard sealed.count >= Self.headerCount + 12 + 16 else { throw .malformed }
         guard sealed[0] == Self.formatVersion else { throw .unsupportedFormat(sealed[0]) }
         let keyID = sealed.subdata(in: 1..<Self.headerCount)
-        guard keyID == idBytes else { throw .sealedUnderOtherKey(keyID.map { String(format: "%02x", $0) }.joined()) }
+        guard keyID == idBytes else { throw .sealedUnderOtherKey(Self.displayID(keyID)) }
         do {
             let box = try AES.GCM.SealedBox(combined: sealed.subdata(in: Self.headerCount..<sealed.count))
             let plaintext = try AES.GCM.open(box, using: symmetricKey, authenticating: associatedData(context))

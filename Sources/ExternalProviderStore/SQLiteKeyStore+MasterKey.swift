@@ -23,7 +23,7 @@ extension SQLiteKeyStore {
         let queue = try DatabaseQueue(path: path, configuration: { var c = Configuration(); c.readonly = true; return c }())
         return try queue.read { db in
             guard try db.tableExists(StoreMetaRecord.databaseTableName) else { return nil }
-            return try StoreMetaRecord.fetchOne(db, key: StoreMetaRecord.masterKeyID)?.value.map { String(format: "%02x", $0) }.joined()
+            return try StoreMetaRecord.fetchOne(db, key: StoreMetaRecord.masterKeyID).map { MasterKey.displayID($0.value) }
         }
     }
 }

@@ -99,7 +99,7 @@ public struct SQLiteKeyStore: KeyStore {
             return
         }
         guard recorded == masterKey.idBytes else {
-            let recordedID = recorded.map { String(format: "%02x", $0) }.joined()
+            let recordedID = MasterKey.displayID(recorded)
             throw StoreFault(
                 "the store is sealed under master key \(recordedID), but the key given is \(masterKey.id); start with the key it was sealed under (--master-key-file or EXTERNAL_PROVIDER_MASTER_KEY)"
             )

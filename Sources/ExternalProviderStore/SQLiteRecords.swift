@@ -43,10 +43,6 @@ struct ProviderKeyRecord: Codable, FetchableRecord, PersistableRecord {
         case updatedAt = "updated_at"
     }
 
-    enum Columns {
-        static let user = Column(CodingKeys.user)
-    }
-
     static func context(user: String, provider: String, field: CodingKeys) -> SealContext {
         SealContext(user: user, provider: provider, field: field.rawValue)
     }
