@@ -9,7 +9,7 @@ public enum FieldEdit: Sendable, Equatable {
     public init(_ value: String?) {
         switch value {
         case nil: self = .keep
-        case ""?: self = .clear
+        case let value? where value.isEmpty: self = .clear
         case let value?: self = .set(value)
         }
     }
@@ -19,6 +19,14 @@ public enum FieldEdit: Sendable, Equatable {
         case .keep: current
         case .clear: nil
         case .set(let value): value
+        }
+    }
+
+    public static func == (left: FieldEdit, right: FieldEdit) -> Bool {
+        switch (left, right) {
+        case (.keep, .keep), (.clear, .clear): true
+        case (.set(let a), .set(let b)): a.isByteIdentical(to: b)
+        default: false
         }
     }
 }

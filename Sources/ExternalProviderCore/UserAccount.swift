@@ -25,6 +25,16 @@ public struct ProviderKey: Sendable, Equatable {
         self.apiKeyName = apiKeyName
         self.organizationKey = organizationKey
     }
+
+    /// Byte for byte: a change the store would see is never mistaken for no change.
+    public static func == (left: ProviderKey, right: ProviderKey) -> Bool {
+        left.hasSameCredentials(as: right) && left.apiKeyName.isByteIdentical(to: right.apiKeyName)
+    }
+
+    /// Whether the (key, organization) pair the provider checks is the same, byte for byte.
+    public func hasSameCredentials(as other: ProviderKey) -> Bool {
+        apiKey.isByteIdentical(to: other.apiKey) && organizationKey.isByteIdentical(to: other.organizationKey)
+    }
 }
 
 /// Everything the service keeps about one PiecesOS user.

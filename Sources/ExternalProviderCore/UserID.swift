@@ -1,4 +1,6 @@
-/// The PiecesOS user id that owns a set of keys, validated once at the edge.
+/// The PiecesOS user id that owns a set of keys, validated once at the edge. Two ids are the same user
+/// only when their UTF-8 bytes are the same, as in the store: no Unicode normalisation is applied, so
+/// "café" sent precomposed and decomposed are two users.
 public struct UserID: Hashable, Sendable, CustomStringConvertible {
     public let rawValue: String
 
@@ -13,4 +15,12 @@ public struct UserID: Hashable, Sendable, CustomStringConvertible {
     }
 
     public var description: String { rawValue }
+
+    public static func == (left: UserID, right: UserID) -> Bool {
+        left.rawValue.isByteIdentical(to: right.rawValue)
+    }
+
+    public func hash(into hasher: inout Hasher) {
+        rawValue.hashBytes(into: &hasher)
+    }
 }

@@ -15,6 +15,11 @@ public struct ProviderCredentials: Sendable, Equatable {
     init(_ provider: Provider, _ key: ProviderKey) {
         self.init(provider: provider, apiKey: key.apiKey, organization: key.organizationKey)
     }
+
+    public static func == (left: ProviderCredentials, right: ProviderCredentials) -> Bool {
+        left.provider == right.provider && left.apiKey.isByteIdentical(to: right.apiKey)
+            && left.organization.isByteIdentical(to: right.organization)
+    }
 }
 
 /// How a write relates to the provider's check of its credentials.
@@ -36,8 +41,7 @@ extension KeyOperation {
         case .update(let patch?):
             guard let current = account?.keys[patch.provider] else { return nil }
             let after = patch.applied(to: current)
-            let changed = (after.apiKey, after.organizationKey) != (current.apiKey, current.organizationKey)
-            return changed ? ProviderCredentials(patch.provider, after) : nil
+            return after.hasSameCredentials(as: current) ? nil : ProviderCredentials(patch.provider, after)
         case .update(nil), .delete:
             return nil
         }

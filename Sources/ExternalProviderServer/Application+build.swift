@@ -21,6 +21,10 @@ public protocol AppArguments: Sendable {
     var openAIBaseURL: String { get }
     /// Seconds for the check's connect and for its read.
     var verifyTimeout: Double { get }
+    /// Connections open at once; more are closed as they arrive.
+    var maxConnections: Int { get }
+    /// Seconds within which a request's head and body must arrive.
+    var requestTimeout: Double { get }
 }
 
 /// The name of the SQLite file inside the data dir.
@@ -33,13 +37,11 @@ public func buildApplication(
     var logger = Logger(label: "external-provider")
     logger.logLevel = arguments.logLevel
     let dataDirectory = DataDirectory(arguments.dataDirectory)
-    try dataDirectory.prepare(logger: logger)
-    let store = try dataDirectory.openStore(masterKeyFile: arguments.masterKeyFile, environment: environment, logger: logger)
-    if let id = try await dataDirectory.ensureDefaultApplication(store) {
-        // Shown once, on the terminal of whoever started the server; never logged.
+    let store = try await dataDirectory.openStore(masterKeyFile: arguments.masterKeyFile, environment: environment, logger: logger)
+    if try await dataDirectory.ensureDefaultApplication(store) {
+        // The id itself is never printed: stderr is also the log stream, which a journal keeps.
         FileHandle.standardError.write(Data("""
-            external-provider: registered application 'default' with X-Application-ID \(id)
-            external-provider: it is also in \(dataDirectory.file(DataDirectory.applicationIDFileName)) (mode 0600) for local clients
+            external-provider: registered application 'default'; its X-Application-ID is in \(dataDirectory.file(DataDirectory.applicationIDFileName)) (mode 0600) for local clients
 
             """.utf8))
     }
@@ -56,10 +58,16 @@ public func buildApplication(
     } else {
         logger.notice("key verification is off: keys are stored without checking them with OpenAI")
     }
+    let connections = ConnectionLimit(maximum: connectionCap(arguments.maxConnections, logger: logger))
+    let requestTimeout = TimeAmount.milliseconds(Int64(arguments.requestTimeout * 1000))
+    let connectionLogger = logger
     return Application(
         router: try buildRouter(store, verifier: verifier, access: access, logger: logger),
-        // Any local process can connect: an idle connection must not hold a descriptor forever.
-        server: .http1(configuration: .init(idleTimeout: .seconds(60))),
+        // Any local process can connect: an idle connection, a slow request and too many connections
+        // must not hold descriptors forever.
+        server: .http1(configuration: .init(
+            additionalChannelHandlers: [ConnectionGuardHandler(limit: connections, requestTimeout: requestTimeout, logger: connectionLogger)],
+            idleTimeout: .seconds(60))),
         configuration: .init(address: .hostname(arguments.host, port: arguments.port), serverName: nil),
         services: services,
         // Said only once listening, so that a start that fails prints nothing but its one error line.
@@ -71,6 +79,18 @@ public func buildApplication(
     )
 }
 
+/// `--max-connections`, lowered if the descriptor limit (raised to its hard limit first) leaves too few
+/// for it: each connection holds one, and the store, its WAL and the verifier's connections need some.
+private func connectionCap(_ requested: Int, logger: Logger) -> Int {
+    let reservedDescriptors = 64
+    let available = ProcessHardening.raiseDescriptorLimit() - reservedDescriptors
+    guard requested > available else { return requested }
+    logger.warning(
+        "--max-connections is above what the descriptor limit allows; raise the hard limit (ulimit -Hn) to serve more",
+        metadata: ["max_connections.requested": "\(requested)", "max_connections": "\(max(1, available))"])
+    return max(1, available)
+}
+
 public func buildRouter(
     _ store: some KeyStore & ApplicationRegistry,
     verifier: (any KeyVerifier)? = nil,
@@ -80,10 +100,10 @@ public func buildRouter(
 ) throws -> Router<AppRequestContext> {
     let routes = RouteTable()
     let router = Router(context: AppRequestContext.self, options: .autoGenerateHeadEndpoints)
+    router.add(middleware: RequestLogMiddleware())
     router.add(middleware: ProtectiveHeadersMiddleware())
     router.add(middleware: BrowserGuardMiddleware(policy: access))
     router.add(middleware: PlainTextErrorMiddleware(routes: routes))
-    router.add(middleware: LogRequestsMiddleware(.debug))
 
     router.get("/health") { _, _ in "ok" }
     routes.record(.get, "/health")

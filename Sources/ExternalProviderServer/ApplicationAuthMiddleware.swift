@@ -1,3 +1,4 @@
+import ExternalProviderCore
 import ExternalProviderStore
 import HTTPTypes
 import Hummingbird
@@ -14,7 +15,7 @@ struct ApplicationAuthMiddleware<Context: RemoteAddressRequestContext>: RouterMi
     let recentlyValid: RecentlyValidApplications
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
-        if let id = request.headers[Self.header], !id.isEmpty, id.utf8.count <= 256, try await isActive(id) {
+        if let id = request.headers[Self.header], Self.isWellFormed(id), try await isActive(id) {
             return try await next(request, context)
         }
         let client = context.remoteAddress?.ipAddress ?? "unknown"
@@ -27,6 +28,16 @@ struct ApplicationAuthMiddleware<Context: RemoteAddressRequestContext>: RouterMi
 }
 
 extension ApplicationAuthMiddleware {
+    /// Ids are made as base64url; anything else (a look-alike letter such as the Kelvin sign for "K")
+    /// is refused without a store read.
+    static func isWellFormed(_ id: String) -> Bool {
+        (1...256).contains(id.utf8.count)
+            && id.utf8.allSatisfy { byte in
+                (byte >= UInt8(ascii: "a") && byte <= UInt8(ascii: "z")) || (byte >= UInt8(ascii: "A") && byte <= UInt8(ascii: "Z"))
+                    || (byte >= UInt8(ascii: "0") && byte <= UInt8(ascii: "9")) || byte == UInt8(ascii: "-") || byte == UInt8(ascii: "_")
+            }
+    }
+
     private func isActive(_ id: String) async throws -> Bool {
         if recentlyValid.contains(id) { return true }
         guard try await registry.isActiveApplication(id: id) else { return false }
@@ -37,10 +48,11 @@ extension ApplicationAuthMiddleware {
 
 /// Ids found valid in the last second, so a busy client costs one store read a second instead of one a
 /// request. A revocation therefore takes effect within a second; unknown ids are never remembered.
+/// Ids are compared by their bytes, never by Swift's canonical equivalence.
 final class RecentlyValidApplications: Sendable {
     private let lifetime: Duration
     private let now: @Sendable () -> ContinuousClock.Instant
-    private let entries = Mutex<[String: ContinuousClock.Instant]>([:])
+    private let entries = Mutex<[ExactText: ContinuousClock.Instant]>([:])
     private let maxEntries = 1024
 
     init(lifetime: Duration = .seconds(1), now: @escaping @Sendable () -> ContinuousClock.Instant = { .now }) {
@@ -51,9 +63,9 @@ final class RecentlyValidApplications: Sendable {
     func contains(_ id: String) -> Bool {
         let now = now()
         return entries.withLock { entries in
-            guard let checked = entries[id] else { return false }
+            guard let checked = entries[ExactText(id)] else { return false }
             if now - checked < lifetime { return true }
-            entries[id] = nil
+            entries[ExactText(id)] = nil
             return false
         }
     }
@@ -62,46 +74,7 @@ final class RecentlyValidApplications: Sendable {
         let now = now()
         entries.withLock { entries in
             if entries.count >= maxEntries { entries.removeAll(keepingCapacity: true) }
-            entries[id] = now
-        }
-    }
-}
-
-/// Failed attempts per client address over a sliding window.
-public final class FailedAttemptLimiter: Sendable {
-    let limit: Int
-    let window: Duration
-    private let now: @Sendable () -> ContinuousClock.Instant
-    private let failures = Mutex<[String: [ContinuousClock.Instant]]>([:])
-    /// Bounds memory when many addresses fail: past this, clients with no recent failure are forgotten.
-    private let maxClients = 10_000
-
-    public init(limit: Int = 20, window: Duration = .seconds(60), now: @escaping @Sendable () -> ContinuousClock.Instant = { .now }) {
-        self.limit = limit
-        self.window = window
-        self.now = now
-    }
-
-    /// Whole seconds until the client may try again, or `nil` if it is under the limit.
-    func retryAfter(for client: String) -> Int? {
-        let now = now()
-        return failures.withLock { failures in
-            let recent = (failures[client] ?? []).filter { now - $0 < window }
-            failures[client] = recent
-            guard recent.count >= limit, let oldest = recent.first else { return nil }
-            let wait = window - (now - oldest)
-            return max(1, Int((Double(wait.components.seconds) + Double(wait.components.attoseconds) / 1e18).rounded(.up)))
-        }
-    }
-
-    func recordFailure(for client: String) {
-        let now = now()
-        failures.withLock { failures in
-            if failures[client] == nil, failures.count >= maxClients {
-                failures = failures.filter { _, times in times.contains { now - $0 < window } }
-                if failures.count >= maxClients, let any = failures.keys.first { failures[any] = nil }
-            }
-            failures[client, default: []].append(now)
+            entries[ExactText(id)] = now
         }
     }
 }

@@ -13,12 +13,12 @@ struct BrowserGuardMiddleware<Context: RequestContext>: RouterMiddleware {
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         // HTTP/1.1 carries Host as the request's authority; a request without one is not from a browser.
         if let host = request.head.authority ?? request.headers[Self.hostField], !policy.allowsHost(host) {
-            return Problem.forbiddenHost.response
+            return Problem.forbiddenHost.response(to: request)
         }
         guard let origin = request.headers[.origin] else {
             return try await next(request, context)
         }
-        guard policy.allowsOrigin(origin) else { return Problem.forbiddenOrigin.response }
+        guard policy.allowsOrigin(origin) else { return Problem.forbiddenOrigin.response(to: request) }
         var response: Response
         if request.method == .options, request.headers[.accessControlRequestMethod] != nil {
             response = Response(status: .noContent, headers: [

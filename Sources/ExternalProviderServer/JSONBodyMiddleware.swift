@@ -1,5 +1,6 @@
 import Foundation
 import Hummingbird
+import NIOCore
 
 /// Checks what can be checked before any parsing, in the contract's order: Content-Type (415), then size
 /// (413), then presence of a body (400). It buffers the body so that the OpenAPI layer decodes it in one go.
@@ -17,7 +18,8 @@ struct JSONBodyMiddleware<Context: RequestContext>: RouterMiddleware {
         let body: ByteBuffer
         do {
             body = try await request.collectBody(upTo: Problem.maxBodyBytes)
-        } catch let error as HTTPError where error.status == .contentTooLarge {
+        } catch is NIOTooManyBytesError {
+            // A body with no declared length (chunked) that runs past the limit.
             throw Problem.contentTooLarge
         }
         guard body.readableBytes > 0 else { throw Problem.missingBody }

@@ -10,19 +10,19 @@ struct PlainTextErrorMiddleware<Context: RequestContext>: RouterMiddleware {
         do {
             return try await next(request, context)
         } catch let problem as Problem {
-            return problem.response
+            return problem.response(to: request)
         } catch let error as any HTTPResponseError {
             if error.status == .notFound, let allowed = routes.methods(for: request.uri.path) {
-                return Problem.methodNotAllowed(allowed).response
+                return Problem.methodNotAllowed(allowed).response(to: request)
             }
             if error.status == .notFound {
-                return Problem.notFound.response
+                return Problem.notFound.response(to: request)
             }
-            return Problem(error.status, "\(error.status.reasonPhrase).").response
+            return Problem(error.status, "\(error.status.reasonPhrase).").response(to: request)
         } catch {
             // The type and description of a fault are safe to log: no error type here carries request data.
             context.logger.error("request failed", metadata: ["error.type": "\(type(of: error))", "error": "\(error)"])
-            return Problem.internalServerError.response
+            return Problem.internalServerError.response(to: request)
         }
     }
 }

@@ -22,13 +22,20 @@ public struct ServeSettings: AppArguments, Equatable {
     public var verifyKeys: Bool
     public var openAIBaseURL: String
     public var verifyTimeout: Double
+    public var maxConnections: Int
+    public var requestTimeout: Double
 
     public static let defaultVerifyTimeout = 10.0
+    /// Enough for any team's clients, yet far below the descriptor limit the server raises itself to.
+    public static let defaultMaxConnections = 2048
+    /// A request's head and body must both have arrived within this many seconds of its start.
+    public static let defaultRequestTimeout = 60.0
 
     public init(
         host: String, port: Int, dataDirectory: String, logLevel: Logger.Level,
         masterKeyFile: String? = nil, allowedHosts: [String] = [], allowedOrigins: [String] = [],
-        verifyKeys: Bool = true, openAIBaseURL: String = OpenAIKeyVerifier.defaultBaseURL, verifyTimeout: Double = defaultVerifyTimeout
+        verifyKeys: Bool = true, openAIBaseURL: String = OpenAIKeyVerifier.defaultBaseURL, verifyTimeout: Double = defaultVerifyTimeout,
+        maxConnections: Int = defaultMaxConnections, requestTimeout: Double = defaultRequestTimeout
     ) {
         self.host = host
         self.port = port
@@ -40,6 +47,8 @@ public struct ServeSettings: AppArguments, Equatable {
         self.verifyKeys = verifyKeys
         self.openAIBaseURL = openAIBaseURL
         self.verifyTimeout = verifyTimeout
+        self.maxConnections = maxConnections
+        self.requestTimeout = requestTimeout
     }
 
     public init(
@@ -53,6 +62,8 @@ public struct ServeSettings: AppArguments, Equatable {
         verifyKeys: Bool? = nil,
         openAIBaseURL: String? = nil,
         verifyTimeout: Double? = nil,
+        maxConnections: Int? = nil,
+        requestTimeout: Double? = nil,
         environment: [String: String] = ProcessInfo.processInfo.environment
     ) throws {
         func setting<T>(_ flag: T?, _ variable: String, default value: T, expecting: String, _ parse: (String) -> T?) throws -> T {
@@ -85,8 +96,12 @@ public struct ServeSettings: AppArguments, Equatable {
         }
         let baseURL = try setting(
             openAIBaseURL, "EXTERNAL_PROVIDER_OPENAI_BASE_URL", default: OpenAIKeyVerifier.defaultBaseURL, expecting: "a URL") { $0 }
-        guard let url = URL(string: baseURL), ["http", "https"].contains(url.scheme?.lowercased() ?? ""), url.host != nil else {
+        guard let url = URL(string: baseURL), let scheme = url.scheme?.lowercased(), ["http", "https"].contains(scheme), let urlHost = url.host else {
             throw ServeFailure("the OpenAI base URL must be an http or https URL such as \(OpenAIKeyVerifier.defaultBaseURL), not '\(baseURL)'")
+        }
+        // Keys travel to this URL: in clear text only as far as this machine's own loopback.
+        guard scheme == "https" || Self.isLoopback(urlHost) else {
+            throw ServeFailure("the OpenAI base URL must use https, since keys are sent to it; plain http is allowed only to a loopback host such as 127.0.0.1, not '\(urlHost)'")
         }
         self.openAIBaseURL = baseURL
         self.verifyTimeout = try setting(
@@ -94,6 +109,24 @@ public struct ServeSettings: AppArguments, Equatable {
         guard self.verifyTimeout > 0, self.verifyTimeout <= 600 else {
             throw ServeFailure("the verify timeout must be more than 0 and at most 600 seconds, not \(self.verifyTimeout)")
         }
+        self.maxConnections = try setting(
+            maxConnections, "EXTERNAL_PROVIDER_MAX_CONNECTIONS", default: Self.defaultMaxConnections, expecting: "a number") { Int($0) }
+        guard self.maxConnections >= 1 else {
+            throw ServeFailure("--max-connections must be at least 1, not \(self.maxConnections)")
+        }
+        self.requestTimeout = try setting(
+            requestTimeout, "EXTERNAL_PROVIDER_REQUEST_TIMEOUT", default: Self.defaultRequestTimeout, expecting: "a number of seconds") { Double($0) }
+        guard self.requestTimeout > 0, self.requestTimeout <= 3600 else {
+            throw ServeFailure("the request timeout must be more than 0 and at most 3600 seconds, not \(self.requestTimeout)")
+        }
+    }
+
+    /// `localhost`, 127.0.0.0/8 or ::1.
+    static func isLoopback(_ host: String) -> Bool {
+        let name = host.lowercased().trimmingCharacters(in: CharacterSet(charactersIn: "[]"))
+        if name == "localhost" || name == "::1" { return true }
+        let octets = name.split(separator: ".", omittingEmptySubsequences: false)
+        return octets.count == 4 && octets.first == "127" && octets.allSatisfy { UInt8($0) != nil }
     }
 
     /// A comma-separated environment variable, as the repeatable flags' counterpart.

@@ -17,11 +17,24 @@ public struct SQLiteKeyStore: KeyStore {
     /// Opens (creating if needed) the store at `path`, migrates it, and refuses it if its values are
     /// sealed under another master key.
     public init(path: String, masterKey: MasterKey) throws {
+        try Self.createPrivately(path)
         let pool = try DatabasePool(path: path, configuration: Self.configuration())
         // DatabasePool turns WAL on after `prepareDatabase` and sets synchronous=NORMAL with it, which can
         // lose the last commits on power loss. The pool has one writer connection for its lifetime.
         try pool.writeWithoutTransaction { db in try db.execute(sql: "PRAGMA synchronous = FULL") }
         try self.init(writer: pool, masterKey: masterKey)
+    }
+
+    /// Makes the file with mode 0600 before SQLite does, whatever the umask: SQLite would make it 0644
+    /// less the umask, and gives the WAL and shared-memory files the same mode as the database.
+    private static func createPrivately(_ path: String) throws {
+        let descriptor = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
+        if descriptor >= 0 {
+            fchmod(descriptor, 0o600)
+            close(descriptor)
+        } else if errno != EEXIST {
+            throw StoreFault("cannot create the store \(path): \(String(cString: strerror(errno)))")
+        }
     }
 
     /// A private in-memory store, for tests that need a real store but no file.
@@ -184,7 +197,7 @@ public struct SQLiteKeyStore: KeyStore {
                     .execute(arguments: [row.user, row.provider, row.apiKey, row.apiKeyName, row.organizationKey, row.verifiedAt, row.createdAt, row.updatedAt])
             case (let previous?, let changed?, var row?):
                 try row.store(changed, sealedWith: masterKey)
-                if (previous.apiKey, previous.organizationKey) != (changed.apiKey, changed.organizationKey) {
+                if !previous.hasSameCredentials(as: changed) {
                     row.verifiedAt = verifiedAt
                 }
                 row.updatedAt = now

@@ -17,7 +17,7 @@ struct Apps: AsyncParsableCommand {
         @OptionGroup var store: StoreOptions
 
         func run() async throws {
-            let registry = try openRegistry(store)
+            let registry = try await openRegistry(store)
             do {
                 print(try await registry.registerApplication(named: name))
             } catch let error as ApplicationError {
@@ -95,12 +95,11 @@ private var commandLogger: Logger {
     return logger
 }
 
-private func openRegistry(_ options: StoreOptions) throws -> SQLiteKeyStore {
+private func openRegistry(_ options: StoreOptions) async throws -> SQLiteKeyStore {
     let environment = ProcessInfo.processInfo.environment
     let dataDirectory = DataDirectory(options.dataDir ?? environment["EXTERNAL_PROVIDER_DATA_DIR"] ?? ServeSettings.defaultDataDirectory(environment))
     do {
-        try dataDirectory.prepare(logger: commandLogger)
-        return try dataDirectory.openStore(masterKeyFile: options.masterKeyFile, environment: environment, logger: commandLogger)
+        return try await dataDirectory.openStore(masterKeyFile: options.masterKeyFile, environment: environment, logger: commandLogger)
     } catch {
         fail("\(error)")
     }

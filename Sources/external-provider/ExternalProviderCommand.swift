@@ -9,6 +9,8 @@ struct ExternalProviderCommand: AsyncParsableCommand {
         umask(0o077)
         do {
             var command = try parseAsRoot()
+            // Every command may open keys; only `serve --allow-core-dumps` lets a core file hold them.
+            if (command as? Serve)?.allowCoreDumps != true { ProcessHardening.forbidCoreDumps() }
             if var command = command as? any AsyncParsableCommand {
                 try await command.run()
             } else {

@@ -31,13 +31,23 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Seconds the check may take to connect, and to answer. Env: EXTERNAL_PROVIDER_VERIFY_TIMEOUT. Default: 10.")
     var verifyTimeout: Double?
 
+    @Option(help: "Connections open at once; more are closed as they arrive. Env: EXTERNAL_PROVIDER_MAX_CONNECTIONS. Default: \(ServeSettings.defaultMaxConnections).")
+    var maxConnections: Int?
+
+    @Option(help: "Seconds within which a request's head and body must arrive, or its connection is closed. Env: EXTERNAL_PROVIDER_REQUEST_TIMEOUT. Default: 60.")
+    var requestTimeout: Double?
+
+    @Flag(help: "Allow core dumps of this process. They can hold keys, so they are off unless given.")
+    var allowCoreDumps = false
+
     func run() async throws {
         let settings: ServeSettings
         do {
             settings = try ServeSettings(
                 host: host, port: port, dataDirectory: store.dataDir, logLevel: logLevel,
                 masterKeyFile: store.masterKeyFile, allowedHosts: allowedHosts, allowedOrigins: allowedOrigins,
-                verifyKeys: verifyKeys, openAIBaseURL: openAIBaseURL, verifyTimeout: verifyTimeout)
+                verifyKeys: verifyKeys, openAIBaseURL: openAIBaseURL, verifyTimeout: verifyTimeout,
+                maxConnections: maxConnections, requestTimeout: requestTimeout)
         } catch {
             fail("\(error)")
         }

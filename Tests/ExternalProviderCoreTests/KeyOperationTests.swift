@@ -133,3 +133,29 @@ struct VerificationRuleTests {
         #expect(try patch("sk-new").credentialsToVerify(on: nil) == nil)
     }
 }
+
+@Suite("Values compare by their bytes, not by canonical equivalence")
+struct ByteComparisonTests {
+    let decomposed = "Cafe\u{301}"
+    let precomposed = "Caf\u{E9}"
+
+    @Test("keys, credentials, edits and users that differ only in normal form are different")
+    func differentBytesDiffer() {
+        #expect(decomposed == precomposed)
+        #expect(ProviderKey(apiKey: "k", apiKeyName: decomposed) != ProviderKey(apiKey: "k", apiKeyName: precomposed))
+        #expect(ProviderKey(apiKey: decomposed) != ProviderKey(apiKey: precomposed))
+        #expect(!ProviderKey(apiKey: "k", organizationKey: decomposed).hasSameCredentials(as: ProviderKey(apiKey: "k", organizationKey: precomposed)))
+        #expect(ProviderCredentials(provider: .openAI, apiKey: decomposed, organization: nil) != ProviderCredentials(provider: .openAI, apiKey: precomposed, organization: nil))
+        #expect(FieldEdit(decomposed) != FieldEdit(precomposed))
+        #expect(UserID(trusted: decomposed) != UserID(trusted: precomposed))
+        #expect(Set([UserID(trusted: decomposed), UserID(trusted: precomposed)]).count == 2)
+        #expect(Set([ExactText("K"), ExactText("\u{212A}")]).count == 2)
+    }
+
+    @Test("an update to the other normal form needs the new credentials checked")
+    func updateNeedsVerification() throws {
+        let account = UserAccount(user: UserID(trusted: "u"), globalID: UUID(), keys: [.openAI: ProviderKey(apiKey: "sk-\(decomposed)")])
+        let patch = try KeyPatch(provider: .openAI, apiKey: "sk-\(precomposed)", apiKeyName: nil, organizationKey: nil)
+        #expect(KeyOperation.update(patch).credentialsToVerify(on: account)?.apiKey == "sk-\(precomposed)")
+    }
+}

@@ -50,11 +50,37 @@ struct ServeSettingsTests {
     func verificationSettings() throws {
         let defaults = try ServeSettings(host: nil, port: nil, dataDirectory: "/d", logLevel: nil, environment: [:])
         #expect(defaults.verifyKeys && defaults.openAIBaseURL == "https://api.openai.com" && defaults.verifyTimeout == 10)
-        let environment = ["EXTERNAL_PROVIDER_VERIFY_KEYS": "false", "EXTERNAL_PROVIDER_OPENAI_BASE_URL": "http://gateway:8080", "EXTERNAL_PROVIDER_VERIFY_TIMEOUT": "2.5"]
+        let environment = ["EXTERNAL_PROVIDER_VERIFY_KEYS": "false", "EXTERNAL_PROVIDER_OPENAI_BASE_URL": "https://gateway:8080", "EXTERNAL_PROVIDER_VERIFY_TIMEOUT": "2.5"]
         let fromEnvironment = try ServeSettings(host: nil, port: nil, dataDirectory: "/d", logLevel: nil, environment: environment)
-        #expect(!fromEnvironment.verifyKeys && fromEnvironment.openAIBaseURL == "http://gateway:8080" && fromEnvironment.verifyTimeout == 2.5)
+        #expect(!fromEnvironment.verifyKeys && fromEnvironment.openAIBaseURL == "https://gateway:8080" && fromEnvironment.verifyTimeout == 2.5)
         #expect(try ServeSettings(host: nil, port: nil, dataDirectory: "/d", logLevel: nil, verifyKeys: true, environment: environment).verifyKeys)
         for (name, value) in [("EXTERNAL_PROVIDER_VERIFY_KEYS", "maybe"), ("EXTERNAL_PROVIDER_OPENAI_BASE_URL", "ftp://x"), ("EXTERNAL_PROVIDER_VERIFY_TIMEOUT", "0")] {
+            #expect(throws: ServeFailure.self) { try ServeSettings(host: nil, port: nil, dataDirectory: "/d", logLevel: nil, environment: [name: value]) }
+        }
+    }
+
+    @Test("keys go to an http base URL only on loopback; anything else must be https")
+    func cleartextBaseURL() throws {
+        for refused in ["http://gateway:8080", "http://api.openai.com", "http://10.0.0.1", "http://127.0.0.1.nip.io", "http://[::2]:80"] {
+            #expect(throws: ServeFailure.self, "\(refused)") {
+                try ServeSettings(host: nil, port: nil, dataDirectory: "/d", logLevel: nil, openAIBaseURL: refused, environment: [:])
+            }
+        }
+        for allowed in ["https://gateway:8080", "http://127.0.0.1:9", "http://127.10.0.1", "http://localhost:8080", "http://[::1]:8080"] {
+            #expect(try ServeSettings(host: nil, port: nil, dataDirectory: "/d", logLevel: nil, openAIBaseURL: allowed, environment: [:]).openAIBaseURL == allowed)
+        }
+    }
+
+    @Test("connection cap and request timeout: defaults, flags, environment, validation")
+    func connectionSettings() throws {
+        let defaults = try ServeSettings(host: nil, port: nil, dataDirectory: "/d", logLevel: nil, environment: [:])
+        #expect(defaults.maxConnections == 2048 && defaults.requestTimeout == 60)
+        let environment = ["EXTERNAL_PROVIDER_MAX_CONNECTIONS": "10", "EXTERNAL_PROVIDER_REQUEST_TIMEOUT": "2.5"]
+        let fromEnvironment = try ServeSettings(host: nil, port: nil, dataDirectory: "/d", logLevel: nil, environment: environment)
+        #expect(fromEnvironment.maxConnections == 10 && fromEnvironment.requestTimeout == 2.5)
+        let fromFlags = try ServeSettings(host: nil, port: nil, dataDirectory: "/d", logLevel: nil, maxConnections: 5, requestTimeout: 1, environment: environment)
+        #expect(fromFlags.maxConnections == 5 && fromFlags.requestTimeout == 1)
+        for (name, value) in [("EXTERNAL_PROVIDER_MAX_CONNECTIONS", "0"), ("EXTERNAL_PROVIDER_REQUEST_TIMEOUT", "0"), ("EXTERNAL_PROVIDER_MAX_CONNECTIONS", "many")] {
             #expect(throws: ServeFailure.self) { try ServeSettings(host: nil, port: nil, dataDirectory: "/d", logLevel: nil, environment: [name: value]) }
         }
     }

@@ -1,0 +1,141 @@
+import HTTPTypes
+import Logging
+import NIOCore
+import NIOHTTPTypes
+import Synchronization
+
+/// How many connections may be open at once. Any local process can connect, and each connection holds a
+/// descriptor: past the cap, a new connection is closed as it arrives rather than starve the server.
+public final class ConnectionLimit: Sendable {
+    public let maximum: Int
+    private let open = Atomic<Int>(0)
+
+    public init(maximum: Int) {
+        self.maximum = maximum
+    }
+
+    public var openConnections: Int { open.load(ordering: .relaxed) }
+
+    fileprivate func acquire() -> Bool {
+        let (_, now) = open.add(1, ordering: .relaxed)
+        if now <= maximum { return true }
+        open.subtract(1, ordering: .relaxed)
+        return false
+    }
+
+    fileprivate func release() {
+        open.subtract(1, ordering: .relaxed)
+    }
+}
+
+/// The pipeline's guards for one connection, after HTTP decoding:
+/// - it counts the connection against `ConnectionLimit`, and closes it if the server is full;
+/// - a request's head and body must arrive within `requestTimeout` of its start (of the connection, for
+///   the first request), or the connection is closed: a client that trickles a body, one byte at a time,
+///   no longer holds it open forever. The time the server itself takes to answer does not count;
+/// - an answer marked `Connection: close` (one given without reading the body) closes the connection once
+///   it is sent, instead of reading on through a body nobody wants.
+final class ConnectionGuardHandler: ChannelDuplexHandler, RemovableChannelHandler {
+    typealias InboundIn = HTTPRequestPart
+    typealias InboundOut = HTTPRequestPart
+    typealias OutboundIn = HTTPResponsePart
+    typealias OutboundOut = HTTPResponsePart
+
+    /// After an early answer, how long the client has to read it before the connection is dropped. The
+    /// write side is shut first, so the client gets the whole answer and then end of file, not a reset.
+    static let lingerAfterEarlyAnswer = TimeAmount.seconds(2)
+
+    private let limit: ConnectionLimit
+    private let requestTimeout: TimeAmount
+    private let logger: Logger
+    private var counted = false
+    private var deadline: Scheduled<Void>?
+    private var closeAfterResponse = false
+
+    init(limit: ConnectionLimit, requestTimeout: TimeAmount, logger: Logger) {
+        self.limit = limit
+        self.requestTimeout = requestTimeout
+        self.logger = logger
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        if context.channel.isActive { start(context) }
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        start(context)
+        context.fireChannelActive()
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        disarm()
+        releaseSlot()
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        disarm()
+        releaseSlot()
+        context.fireChannelInactive()
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch unwrapInboundIn(data) {
+        case .head: arm(context)
+        case .body: break
+        case .end: disarm()
+        }
+        context.fireChannelRead(data)
+    }
+
+    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        switch unwrapOutboundIn(data) {
+        case .head(let head):
+            if head.headerFields[.connection]?.lowercased() == "close" { closeAfterResponse = true }
+            context.write(data, promise: promise)
+        case .body:
+            context.write(data, promise: promise)
+        case .end:
+            guard closeAfterResponse else {
+                context.write(data, promise: promise)
+                return
+            }
+            disarm()
+            let loop = context.eventLoop.assumeIsolated()
+            context.writeAndFlush(data).assumeIsolated().whenComplete { result in
+                promise?.completeWith(result)
+                context.close(mode: .output, promise: nil)
+                loop.scheduleTask(in: Self.lingerAfterEarlyAnswer) { context.close(promise: nil) }
+            }
+        }
+    }
+
+    private func start(_ context: ChannelHandlerContext) {
+        guard !counted else { return }
+        guard limit.acquire() else {
+            logger.debug("closed a connection: the server already has --max-connections open", metadata: ["max_connections": "\(limit.maximum)"])
+            context.close(promise: nil)
+            return
+        }
+        counted = true
+        arm(context)
+    }
+
+    private func releaseSlot() {
+        guard counted else { return }
+        counted = false
+        limit.release()
+    }
+
+    private func arm(_ context: ChannelHandlerContext) {
+        guard deadline == nil else { return }
+        deadline = context.eventLoop.assumeIsolated().scheduleTask(in: requestTimeout) { [logger] in
+            logger.debug("closed a connection whose request did not arrive within --request-timeout")
+            context.close(promise: nil)
+        }
+    }
+
+    private func disarm() {
+        deadline?.cancel()
+        deadline = nil
+    }
+}
