@@ -38,8 +38,9 @@ LOG_DIR = Path(tempfile.mkdtemp(prefix="ep-e2e-logs-"))
 class Server:
     """One server process at trace level; `restart()` keeps the port and the data dir."""
 
-    def __init__(self, data_dir: Path, extra_args=()):
+    def __init__(self, data_dir: Path, extra_args=(), preexec_fn=None):
         self.data_dir = data_dir
+        self.preexec_fn = preexec_fn
         self.port = free_port()
         self.extra_args = list(extra_args)
         self.base_url = f"http://127.0.0.1:{self.port}"
@@ -47,6 +48,10 @@ class Server:
         self.process = None
 
     def start(self):
+        return self.launch().wait_until_healthy()
+
+    def launch(self):
+        """Starts the process without waiting for it to serve, so several can start at once."""
         self.log = open(self.log_path, "ab")
         self.process = subprocess.Popen(
             [str(BINARY), "serve", "--port", str(self.port), "--data-dir", str(self.data_dir), "--log-level", "trace",
@@ -54,7 +59,11 @@ class Server:
             stdout=self.log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
+            preexec_fn=self.preexec_fn,
         )
+        return self
+
+    def wait_until_healthy(self):
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -84,7 +93,11 @@ class Server:
     @property
     def application_id(self) -> str:
         """The id of the `default` application, as a local client finds it."""
-        return (self.data_dir / "application-id").read_text().strip()
+        from sdk_models import SENT_SECRETS
+
+        application_id = (self.data_dir / "application-id").read_text().strip()
+        SENT_SECRETS.add(application_id)
+        return application_id
 
     def api(self, application_id="default") -> ExternalProviderApi:
         configuration = Configuration(host=self.base_url)

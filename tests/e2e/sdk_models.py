@@ -6,7 +6,7 @@ from pieces_os_client.models.preupdated_external_provider_api_key import Preupda
 
 TIMEOUT = 30
 
-# Every key or organization any test sent, for the session's search of the logs.
+# Every key, organization or application id any test sent, for the session's search of the logs.
 SENT_SECRETS = set()
 
 

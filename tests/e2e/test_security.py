@@ -19,6 +19,9 @@ def test_the_default_application_id_is_written_for_local_clients(server):
     assert oct(server.data_dir.stat().st_mode & 0o777) == "0o700"
     assert len(server.application_id) == 22
     assert "registered application 'default'" in server.log_text()
+    # stderr is also the log stream, which a journal keeps: the banner names the file, never the id.
+    assert str(server.data_dir / "application-id") in server.log_text()
+    assert server.application_id not in server.log_text()
 
 
 @pytest.mark.parametrize("application_id", [None, "unknown-application-id"])
@@ -107,4 +110,4 @@ def test_no_copy_of_a_stored_key_is_left_in_the_data_dir(server):
     assert scan() == []
     server.stop()
     assert scan() == []
-    assert sorted(os.listdir(server.data_dir)) == ["application-id", "external-provider.sqlite", "master.key"]
+    assert sorted(os.listdir(server.data_dir)) == ["application-id", "external-provider.sqlite", "lock", "master.key"]
