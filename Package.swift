@@ -34,6 +34,7 @@ let package = Package(
             plugins: [.plugin(name: "OpenAPIGenerator", package: "swift-openapi-generator")]
         ),
         .target(name: "ExternalProviderCore"),
+        .target(name: "CProcessShims"),
         .target(
             name: "ExternalProviderStore",
             dependencies: [
@@ -48,6 +49,7 @@ let package = Package(
                 "ExternalProviderAPI",
                 "ExternalProviderCore",
                 "ExternalProviderStore",
+                "CProcessShims",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "OpenAPIHummingbird", package: "swift-openapi-hummingbird"),
                 .product(name: "OpenAPIRuntime", package: "swift-openapi-runtime"),

@@ -22,6 +22,8 @@ import urllib.request
 from http.client import HTTPConnection
 from pathlib import Path
 
+from memory_rounds import measure as memory_rounds
+
 ROOT = Path(__file__).resolve().parents[1]
 LUA = ROOT / "bench" / "wrk" / "workload.lua"
 PAIRS_LUA = ROOT / "bench" / "wrk" / "pairs.lua"
@@ -305,6 +307,12 @@ def main():
         report["targets"][ours.name]["rss_after_mib"] = rss_kib(ours.process.pid) / 1024
         ours.stop()
 
+        if not args.only or "memory" in args.only.split(","):
+            print("external-provider: RSS across 10 rounds of 1,000 concurrent 64 KiB bodies", file=sys.stderr)
+            bursts = ExternalProvider(args.binary, workdir).start()
+            report["memory_bursts"] = memory_rounds(bursts.process.pid, bursts.port, bursts.credential, rounds=10)
+            bursts.stop()
+
         if args.peer == "openbao":
             print("OpenBao: installing and starting", file=sys.stderr)
             peer = OpenBao(workdir).start()
@@ -357,6 +365,13 @@ def render(report):
                   f"{report['start_up_ms']['existing_data_dir']:.0f} ms on an existing one (budget 300 ms)",
               f"- RSS idle: {report['idle_rss_mib']:.1f} MiB (budget 32 MiB); peak under 64 connections: "
               f"{max(r['peak_rss_mib'] for d in ours['workloads'].values() for r in d['rows'] if r['connections'] == max(report['connections'])):.1f} MiB (budget 96 MiB)"]
+    if "memory_bursts" in report:
+        bursts = report["memory_bursts"]
+        after = bursts["after"]
+        lines += [f"- RSS across 10 rounds of 1,000 concurrent authenticated 64 KiB bodies: {bursts['before']:.1f} MiB before; "
+                  f"held {min(bursts['held']):.1f}–{max(bursts['held']):.1f}; 3 s after each round "
+                  + ", ".join(f"{value:.1f}" for value in after)
+                  + f" (last − first: {after[-1] - after[0]:+.1f} MiB; target within 20)"]
     if "OpenBao 2.7.2" in report["targets"]:
         peer = report["targets"]["OpenBao 2.7.2"]
         lines += ["", "## against OpenBao 2.7.2 (raft, KV v2), same machine, same loads", "",

@@ -48,7 +48,7 @@ public func buildApplication(
     let access = AccessPolicy(
         boundHost: arguments.host, port: arguments.port,
         allowedHosts: arguments.allowedHosts, allowedOrigins: arguments.allowedOrigins)
-    var services: [any Service] = []
+    var services: [any Service] = [MemoryTrimmer(logger: logger)]
     var verifier: OpenAIKeyVerifier?
     if arguments.verifyKeys {
         let timeout = TimeAmount.milliseconds(Int64(arguments.verifyTimeout * 1000))

@@ -1,3 +1,5 @@
+import CProcessShims
+
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -9,14 +11,7 @@ public enum ProcessHardening {
     public static func forbidCoreDumps() {
         var none = rlimit(rlim_cur: 0, rlim_max: 0)
         setrlimit(Int32(RLIMIT_CORE.rawValue), &none)
-        #if os(Linux)
-        // Glibc's Swift module leaves out <sys/prctl.h>; the function is looked up instead.
-        typealias Prctl = @convention(c) (Int32, UInt, UInt, UInt, UInt) -> Int32
-        let setDumpable: Int32 = 4  // PR_SET_DUMPABLE
-        if let symbol = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "prctl") {
-            _ = unsafeBitCast(symbol, to: Prctl.self)(setDumpable, 0, 0, 0, 0)
-        }
-        #endif
+        _ = ep_set_not_dumpable()
     }
 
     /// Raises the soft limit on open descriptors to the hard limit, so that `--max-connections` and not

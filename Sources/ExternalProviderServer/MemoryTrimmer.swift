@@ -1,0 +1,23 @@
+import CProcessShims
+import Logging
+import ServiceLifecycle
+
+/// Hands memory the allocator holds free back to the system. After a burst (1,000 concurrent 64 KiB
+/// bodies), glibc kept 270 MB of freed memory in its arenas with 3 MB in use, and each burst added more
+/// (bench/memory_rounds.py): `malloc_trim` returns it. A check every `interval` costs one `mallinfo2`;
+/// the trim runs only when more than `threshold` bytes sit free.
+struct MemoryTrimmer: Service {
+    var interval: Duration = .seconds(1)
+    var threshold = 16 * 1024 * 1024
+    let logger: Logger
+
+    func run() async throws {
+        while !Task.isShuttingDownGracefully {
+            try? await cancelWhenGracefulShutdown { try await Task.sleep(for: interval) }
+            let free = ep_malloc_free_bytes()
+            guard free > threshold else { continue }
+            let released = ep_malloc_trim() == 1
+            logger.trace("returned free memory to the system", metadata: ["malloc.free_bytes": "\(free)", "released": "\(released)"])
+        }
+    }
+}
