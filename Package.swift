@@ -67,6 +67,8 @@ let package = Package(
             name: "external-provider",
             dependencies: [
                 "ExternalProviderServer",
+                "ExternalProviderStore",
+                "ExternalProviderCore",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),

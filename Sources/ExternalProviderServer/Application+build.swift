@@ -25,6 +25,10 @@ public protocol AppArguments: Sendable {
     var maxConnections: Int { get }
     /// Seconds within which a request's head and body must arrive.
     var requestTimeout: Double { get }
+    /// Bytes a relayed request body may have.
+    var relayMaxBody: Int { get }
+    /// Seconds the relay waits for OpenAI's answer to begin.
+    var relayTimeout: Double { get }
 }
 
 /// The name of the SQLite file inside the data dir.
@@ -49,20 +53,27 @@ public func buildApplication(
         boundHost: arguments.host, port: arguments.port,
         allowedHosts: arguments.allowedHosts, allowedOrigins: arguments.allowedOrigins)
     var services: [any Service] = [MemoryTrimmer(logger: logger)]
-    var verifier: OpenAIKeyVerifier?
-    if arguments.verifyKeys {
-        let timeout = TimeAmount.milliseconds(Int64(arguments.verifyTimeout * 1000))
-        let client = OpenAIKeyVerifier.makeClient(timeout: timeout)
-        services.append(HTTPClientService(client: client))
-        verifier = OpenAIKeyVerifier(client: client, baseURL: arguments.openAIBaseURL, timeout: timeout, logger: logger)
-    } else {
+    let verifyTimeout = TimeAmount.milliseconds(Int64(arguments.verifyTimeout * 1000))
+    let openAIClient = OpenAIKeyVerifier.makeClient(timeout: verifyTimeout)
+    services.append(HTTPClientService(client: openAIClient))
+    // The same calls check a key before it is stored and list a user's models.
+    let openAI = OpenAIKeyVerifier(client: openAIClient, baseURL: arguments.openAIBaseURL, timeout: verifyTimeout, logger: logger)
+    if !arguments.verifyKeys {
         logger.notice("key verification is off: keys are stored without checking them with OpenAI")
     }
     let connections = ConnectionLimit(maximum: connectionCap(arguments.maxConnections, logger: logger))
+    let relayTimeout = TimeAmount.milliseconds(Int64(arguments.relayTimeout * 1000))
+    let relayClient = OpenAIRelay.makeClient(
+        timeout: relayTimeout, connectTimeout: .milliseconds(Int64(arguments.verifyTimeout * 1000)), maxConnections: connections.maximum)
+    services.append(HTTPClientService(client: relayClient))
+    let relay = OpenAIRelay(
+        store: store, client: relayClient, baseURL: OpenAIKeyVerifier.trimmedBaseURL(arguments.openAIBaseURL),
+        maxBodyBytes: arguments.relayMaxBody, timeout: relayTimeout, logger: logger)
     let requestTimeout = TimeAmount.milliseconds(Int64(arguments.requestTimeout * 1000))
     let connectionLogger = logger
     return Application(
-        router: try buildRouter(store, verifier: verifier, access: access, logger: logger),
+        router: try buildRouter(
+            store, verifier: arguments.verifyKeys ? openAI : nil, models: openAI, relay: relay, access: access, logger: logger),
         // Any local process can connect: an idle connection, a slow request and too many connections
         // must not hold descriptors forever.
         server: .http1(configuration: .init(
@@ -94,6 +105,8 @@ private func connectionCap(_ requested: Int, logger: Logger) -> Int {
 public func buildRouter(
     _ store: some KeyStore & ApplicationRegistry,
     verifier: (any KeyVerifier)? = nil,
+    models: any ModelLister,
+    relay: OpenAIRelay? = nil,
     access: AccessPolicy,
     limiter: FailedAttemptLimiter = FailedAttemptLimiter(),
     logger: Logger
@@ -116,10 +129,21 @@ public func buildRouter(
     }
     routes.record(.get, "/openapi.yaml")
 
+    let authentication = ApplicationAuthMiddleware(registry: store, limiter: limiter, recentlyValid: RecentlyValidApplications())
+    if let relay {
+        let relayed = router.group(RouterPath(OpenAIRelay.pathPrefix))
+            .add(middleware: authentication)
+            .add(middleware: RequireScopeMiddleware(scope: .relay))
+        for method in [HTTPRequest.Method.get, .post, .put, .patch, .delete] {
+            relayed.on("**", method: method) { request, context in try await relay.handle(request, context: context) }
+            routes.record(method, OpenAIRelay.pathPrefix + "/**")
+        }
+    }
     let api = router.group()
-        .add(middleware: ApplicationAuthMiddleware(registry: store, limiter: limiter, recentlyValid: RecentlyValidApplications()))
+        .add(middleware: authentication)
+        .add(middleware: RequireScopeMiddleware(scope: .keys, exceptUnder: "/open_ai/"))
         .add(middleware: JSONBodyMiddleware())
-    try ExternalProviderHandler(store: store, verifier: verifier).registerHandlers(
+    try ExternalProviderHandler(store: store, verifier: verifier, models: models).registerHandlers(
         on: RecordingTransport(base: api, table: routes),
         // Compact JSON: the runtime's default pretty-prints, which costs bytes on every answer.
         configuration: .init(jsonEncodingOptions: [.sortedKeys]),

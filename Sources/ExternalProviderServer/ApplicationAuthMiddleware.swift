@@ -5,9 +5,11 @@ import Hummingbird
 import Synchronization
 
 /// The `application` security scheme: the operations need the id of a registered, unrevoked application
-/// in `X-Application-ID`. Failures are counted per client address; past the limit, further attempts
-/// without a valid id get 429, while a request with a valid id is never blocked by that count.
-struct ApplicationAuthMiddleware<Context: RemoteAddressRequestContext>: RouterMiddleware {
+/// in `X-Application-ID`, or as `Authorization: Bearer <id>`, which is how OpenAI's SDKs send their
+/// `api_key`. Failures are counted per client address; past the limit, further attempts without a valid
+/// id get 429, while a request with a valid id is never blocked by that count.
+struct ApplicationAuthMiddleware: RouterMiddleware {
+    typealias Context = AppRequestContext
     static var header: HTTPField.Name { HTTPField.Name("X-Application-ID")! }
 
     let registry: any ApplicationRegistry
@@ -15,8 +17,10 @@ struct ApplicationAuthMiddleware<Context: RemoteAddressRequestContext>: RouterMi
     let recentlyValid: RecentlyValidApplications
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
-        if let id = request.headers[Self.header], Self.isWellFormed(id), try await isActive(id) {
-            return try await next(request, context)
+        if let id = Self.presentedID(request), Self.isWellFormed(id), let grant = try await activeApplication(id) {
+            var context = context
+            context.application = grant
+            return try await RequestApplication.$current.withValue(grant) { try await next(request, context) }
         }
         let client = context.remoteAddress?.ipAddress ?? "unknown"
         if let seconds = limiter.retryAfter(for: client) {
@@ -38,11 +42,20 @@ extension ApplicationAuthMiddleware {
             }
     }
 
-    private func isActive(_ id: String) async throws -> Bool {
-        if recentlyValid.contains(id) { return true }
-        guard try await registry.isActiveApplication(id: id) else { return false }
-        recentlyValid.insert(id)
-        return true
+    /// `X-Application-ID`, else the token of `Authorization: Bearer`.
+    static func presentedID(_ request: Request) -> String? {
+        if let id = request.headers[header] { return id }
+        guard let authorization = request.headers[.authorization] else { return nil }
+        let scheme = "bearer "
+        guard authorization.utf8.count > scheme.utf8.count, authorization.lowercased().hasPrefix(scheme) else { return nil }
+        return String(authorization.dropFirst(scheme.count)).trimmingCharacters(in: .whitespaces)
+    }
+
+    private func activeApplication(_ id: String) async throws -> ApplicationGrant? {
+        if let grant = recentlyValid.grant(for: id) { return grant }
+        guard let grant = try await registry.activeApplication(id: id) else { return nil }
+        recentlyValid.insert(id, grant)
+        return grant
     }
 }
 
@@ -52,7 +65,7 @@ extension ApplicationAuthMiddleware {
 final class RecentlyValidApplications: Sendable {
     private let lifetime: Duration
     private let now: @Sendable () -> ContinuousClock.Instant
-    private let entries = Mutex<[ExactText: ContinuousClock.Instant]>([:])
+    private let entries = Mutex<[ExactText: (checked: ContinuousClock.Instant, grant: ApplicationGrant)]>([:])
     private let maxEntries = 1024
 
     init(lifetime: Duration = .seconds(1), now: @escaping @Sendable () -> ContinuousClock.Instant = { .now }) {
@@ -60,21 +73,38 @@ final class RecentlyValidApplications: Sendable {
         self.now = now
     }
 
-    func contains(_ id: String) -> Bool {
+    func grant(for id: String) -> ApplicationGrant? {
         let now = now()
         return entries.withLock { entries in
-            guard let checked = entries[ExactText(id)] else { return false }
-            if now - checked < lifetime { return true }
+            guard let entry = entries[ExactText(id)] else { return nil }
+            if now - entry.checked < lifetime { return entry.grant }
             entries[ExactText(id)] = nil
-            return false
+            return nil
         }
     }
 
-    func insert(_ id: String) {
+    func insert(_ id: String, _ grant: ApplicationGrant) {
         let now = now()
         entries.withLock { entries in
             if entries.count >= maxEntries { entries.removeAll(keepingCapacity: true) }
-            entries[ExactText(id)] = now
+            entries[ExactText(id)] = (now, grant)
         }
+    }
+}
+
+/// The routes behind it need `scope`: an authenticated application without it gets 403, in a sentence
+/// that names the scope. The OpenAPI operations share one route group, so paths under `/open_ai/` (the
+/// model list) need `relay` instead.
+struct RequireScopeMiddleware: RouterMiddleware {
+    typealias Context = AppRequestContext
+    let scope: ApplicationScope
+    var exceptUnder: String? = nil
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        let needed: ApplicationScope = exceptUnder.map { request.uri.path.hasPrefix($0) } == true ? .relay : scope
+        guard let application = context.application, application.scopes.contains(needed) else {
+            throw Problem.missingScope(needed)
+        }
+        return try await next(request, context)
     }
 }

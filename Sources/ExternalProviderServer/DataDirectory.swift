@@ -115,7 +115,7 @@ public struct DataDirectory: Sendable {
     public func ensureDefaultApplication(_ registry: some ApplicationRegistry) async throws -> Bool {
         try await locked {
             guard try await registry.applications().isEmpty else { return false }
-            let id = try await registry.registerApplication(named: "default")
+            let id = try await registry.registerApplication(named: "default", scopes: [.keys, .relay], boundUser: nil)
             try SecretFile.writeAtomically(id + "\n", to: file(Self.applicationIDFileName))
             return true
         }

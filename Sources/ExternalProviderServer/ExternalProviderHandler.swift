@@ -13,6 +13,8 @@ struct ExternalProviderHandler<Store: KeyStore>: APIProtocol {
     let store: Store
     /// `nil` when verification is off: keys are stored without asking the provider.
     let verifier: (any KeyVerifier)?
+    /// Lists a user's models with the provider, for the model list.
+    let models: any ModelLister
 
     func externalProviderApiKeyCreate(
         _ input: Operations.ExternalProviderApiKeyCreate.Input
@@ -110,7 +112,7 @@ struct ExternalProviderHandler<Store: KeyStore>: APIProtocol {
         }
     }
 
-    private var schema: Components.Schemas.EmbeddedModelSchema {
+    var schema: Components.Schemas.EmbeddedModelSchema {
         .init(migration: store.schemaVersion, semantic: .major0Minor0Patch1)
     }
 

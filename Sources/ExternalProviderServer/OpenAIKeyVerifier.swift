@@ -21,12 +21,19 @@ public protocol KeyVerifier: Sendable {
     func verify(_ credentials: ProviderCredentials) async -> VerificationOutcome
 }
 
+/// Asks the provider which models the credentials may use: the outcome, and on `.accepted` the body.
+public protocol ModelLister: Sendable {
+    func listModels(_ credentials: ProviderCredentials) async -> (VerificationOutcome, Data?)
+}
+
 /// Asks OpenAI's `GET /v1/models`, which any working key may call, whether the key works with the
 /// organization. Redirects are never followed: following one would send the key somewhere else.
-public struct OpenAIKeyVerifier: KeyVerifier {
+public struct OpenAIKeyVerifier: KeyVerifier, ModelLister {
     public static let defaultBaseURL = "https://api.openai.com"
     /// Enough for any error body OpenAI sends; a longer one is not read further.
     static let maxBodyBytes = 64 * 1024
+    /// OpenAI lists about a hundred models in some 10 KiB; room for many more.
+    static let maxListBytes = 4 * 1024 * 1024
 
     let client: HTTPClient
     let baseURL: String
@@ -35,9 +42,14 @@ public struct OpenAIKeyVerifier: KeyVerifier {
 
     public init(client: HTTPClient, baseURL: String, timeout: TimeAmount, logger: Logger) {
         self.client = client
-        self.baseURL = baseURL.hasSuffix("/") ? String(baseURL.dropLast()) : baseURL
+        self.baseURL = Self.trimmedBaseURL(baseURL)
         self.timeout = timeout
         self.logger = logger
+    }
+
+    /// The base URL without a trailing slash, so paths join it with one.
+    static func trimmedBaseURL(_ baseURL: String) -> String {
+        baseURL.hasSuffix("/") ? String(baseURL.dropLast()) : baseURL
     }
 
     /// The one client the server shares for every check, with the connect and read timeouts.
@@ -49,22 +61,27 @@ public struct OpenAIKeyVerifier: KeyVerifier {
     }
 
     public func verify(_ credentials: ProviderCredentials) async -> VerificationOutcome {
+        let (outcome, _) = await listModels(credentials)
+        logger.info("key checked with OpenAI", metadata: ["outcome": "\(outcome)", "organization.given": "\(credentials.organization != nil)"])
+        return outcome
+    }
+
+    /// `GET /v1/models` with the credentials. A successful answer's body is at most `maxListBytes`.
+    public func listModels(_ credentials: ProviderCredentials) async -> (VerificationOutcome, Data?) {
         var request = HTTPClientRequest(url: baseURL + "/v1/models")
         request.headers.add(name: "Authorization", value: "Bearer \(credentials.apiKey)")
         if let organization = credentials.organization {
             request.headers.add(name: "OpenAI-Organization", value: organization)
         }
-        let outcome: VerificationOutcome
         do {
             // Connect and read each get `timeout`; the whole exchange is bounded by both together.
             let response = try await client.execute(request, timeout: timeout + timeout, logger: logger)
-            let body = try? await response.body.collect(upTo: Self.maxBodyBytes)
-            outcome = Self.outcome(status: response.status, body: body.map { Data(buffer: $0) })
+            let body = try? await response.body.collect(upTo: response.status == .ok ? Self.maxListBytes : Self.maxBodyBytes)
+            let data = body.map { Data(buffer: $0) }
+            return (Self.outcome(status: response.status, body: data), data)
         } catch {
-            outcome = Self.outcome(for: error)
+            return (Self.outcome(for: error), nil)
         }
-        logger.info("key checked with OpenAI", metadata: ["outcome": "\(outcome)", "organization.given": "\(credentials.organization != nil)"])
-        return outcome
     }
 
     static func outcome(status: HTTPResponseStatus, body: Data?) -> VerificationOutcome {

@@ -1,3 +1,4 @@
+import ExternalProviderStore
 import HTTPTypes
 import Hummingbird
 import OpenAPIRuntime
@@ -19,7 +20,14 @@ struct Problem: Error, HTTPResponseError, Equatable {
         .forbidden, "Requests from this Origin are not allowed; start the server with --allow-origin ORIGIN to allow a web page.",
         answeredBeforeBody: true)
 
-    static func tooManyFailedAttempts(retryAfter seconds: Int) -> Problem {
+    static func missingScope(_ scope: ApplicationScope) -> Problem {
+        let what = scope == .keys ? "the ExternalProvider key operations" : "the OpenAI relay and the model list"
+        return Problem(
+            .forbidden, "This application lacks the '\(scope.rawValue)' scope, which \(what) need; register one with `apps create NAME --scope \(scope.rawValue)`.",
+            answeredBeforeBody: true)
+    }
+
+        static func tooManyFailedAttempts(retryAfter seconds: Int) -> Problem {
         Problem(
             .tooManyRequests, "Too many failed X-Application-ID attempts from this address; retry after \(seconds) seconds.",
             headers: [.retryAfter: "\(seconds)"], answeredBeforeBody: true)

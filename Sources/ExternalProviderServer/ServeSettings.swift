@@ -24,18 +24,25 @@ public struct ServeSettings: AppArguments, Equatable {
     public var verifyTimeout: Double
     public var maxConnections: Int
     public var requestTimeout: Double
+    public var relayMaxBody: Int
+    public var relayTimeout: Double
 
     public static let defaultVerifyTimeout = 10.0
     /// Enough for any team's clients, yet far below the descriptor limit the server raises itself to.
     public static let defaultMaxConnections = 2048
     /// A request's head and body must both have arrived within this many seconds of its start.
     public static let defaultRequestTimeout = 60.0
+    /// A file or audio upload to OpenAI fits in this.
+    public static let defaultRelayMaxBody = 32 * 1024 * 1024
+    /// A reasoning model may take minutes before its first token.
+    public static let defaultRelayTimeout = 600.0
 
     public init(
         host: String, port: Int, dataDirectory: String, logLevel: Logger.Level,
         masterKeyFile: String? = nil, allowedHosts: [String] = [], allowedOrigins: [String] = [],
         verifyKeys: Bool = true, openAIBaseURL: String = OpenAIKeyVerifier.defaultBaseURL, verifyTimeout: Double = defaultVerifyTimeout,
-        maxConnections: Int = defaultMaxConnections, requestTimeout: Double = defaultRequestTimeout
+        maxConnections: Int = defaultMaxConnections, requestTimeout: Double = defaultRequestTimeout,
+        relayMaxBody: Int = defaultRelayMaxBody, relayTimeout: Double = defaultRelayTimeout
     ) {
         self.host = host
         self.port = port
@@ -49,6 +56,8 @@ public struct ServeSettings: AppArguments, Equatable {
         self.verifyTimeout = verifyTimeout
         self.maxConnections = maxConnections
         self.requestTimeout = requestTimeout
+        self.relayMaxBody = relayMaxBody
+        self.relayTimeout = relayTimeout
     }
 
     public init(
@@ -64,6 +73,8 @@ public struct ServeSettings: AppArguments, Equatable {
         verifyTimeout: Double? = nil,
         maxConnections: Int? = nil,
         requestTimeout: Double? = nil,
+        relayMaxBody: Int? = nil,
+        relayTimeout: Double? = nil,
         environment: [String: String] = ProcessInfo.processInfo.environment
     ) throws {
         func setting<T>(_ flag: T?, _ variable: String, default value: T, expecting: String, _ parse: (String) -> T?) throws -> T {
@@ -118,6 +129,14 @@ public struct ServeSettings: AppArguments, Equatable {
             requestTimeout, "EXTERNAL_PROVIDER_REQUEST_TIMEOUT", default: Self.defaultRequestTimeout, expecting: "a number of seconds") { Double($0) }
         guard self.requestTimeout > 0, self.requestTimeout <= 3600 else {
             throw ServeFailure("the request timeout must be more than 0 and at most 3600 seconds, not \(self.requestTimeout)")
+        }
+        self.relayMaxBody = try setting(
+            relayMaxBody, "EXTERNAL_PROVIDER_RELAY_MAX_BODY", default: Self.defaultRelayMaxBody, expecting: "a number of bytes") { Int($0) }
+        guard self.relayMaxBody >= 0 else { throw ServeFailure("--relay-max-body must be a number of bytes, not \(self.relayMaxBody)") }
+        self.relayTimeout = try setting(
+            relayTimeout, "EXTERNAL_PROVIDER_RELAY_TIMEOUT", default: Self.defaultRelayTimeout, expecting: "a number of seconds") { Double($0) }
+        guard self.relayTimeout > 0, self.relayTimeout <= 86400 else {
+            throw ServeFailure("the relay timeout must be more than 0 and at most 86400 seconds, not \(self.relayTimeout)")
         }
     }
 

@@ -5,27 +5,80 @@ import Foundation
 /// SHA-256, so a copy of the data dir yields no usable id.
 public protocol ApplicationRegistry: Sendable {
     /// Makes an application and returns its new id. Throws `ApplicationError.nameTaken` for a used name.
-    func registerApplication(named name: String) async throws -> String
+    func registerApplication(named name: String, scopes: Set<ApplicationScope>, boundUser: String?) async throws -> String
     func applications() async throws -> [RegisteredApplication]
     /// Returns false if there is no active application of that name.
     func revokeApplication(named name: String) async throws -> Bool
-    func isActiveApplication(id: String) async throws -> Bool
+    /// What the application with this id may do, or `nil` if there is no active one.
+    func activeApplication(id: String) async throws -> ApplicationGrant?
+}
+
+extension ApplicationRegistry {
+    /// An application with the default scopes: `relay` alone when bound to a user, `keys` otherwise.
+    public func registerApplication(named name: String, boundUser: String? = nil) async throws -> String {
+        try await registerApplication(named: name, scopes: ApplicationScope.defaults(boundUser: boundUser), boundUser: boundUser)
+    }
+
+    public func isActiveApplication(id: String) async throws -> Bool {
+        try await activeApplication(id: id) != nil
+    }
+}
+
+/// What an application may call. Stored by these names, comma-separated, in `application.scopes`.
+public enum ApplicationScope: String, Sendable, Hashable, CaseIterable, Comparable {
+    /// The three ExternalProvider operations.
+    case keys
+    /// The OpenAI relay and the model list: the stored key used on the user's behalf.
+    case relay
+
+    public static func < (left: ApplicationScope, right: ApplicationScope) -> Bool { left.rawValue < right.rawValue }
+
+    public static func defaults(boundUser: String?) -> Set<ApplicationScope> {
+        boundUser == nil ? [.keys] : [.relay]
+    }
+
+    /// The stored form, e.g. `keys,relay`; written out here, not derived, since it is on disk.
+    static func stored(_ scopes: Set<ApplicationScope>) -> String {
+        scopes.sorted().map(\.rawValue).joined(separator: ",")
+    }
+
+    static func parse(stored: String) -> Set<ApplicationScope> {
+        Set(stored.split(separator: ",").compactMap { ApplicationScope(rawValue: String($0)) })
+    }
+}
+
+/// An active application, as the server needs it for a request.
+public struct ApplicationGrant: Sendable, Equatable {
+    public let name: String
+    public let scopes: Set<ApplicationScope>
+    /// The only user whose key this application may use; `nil`: any user it names.
+    public let boundUser: String?
+
+    public init(name: String, scopes: Set<ApplicationScope>, boundUser: String?) {
+        self.name = name
+        self.scopes = scopes
+        self.boundUser = boundUser
+    }
 }
 
 public struct RegisteredApplication: Sendable, Equatable {
     public let name: String
     public let createdAt: Date
     public let revokedAt: Date?
+    public let scopes: Set<ApplicationScope>
+    public let boundUser: String?
 }
 
 public enum ApplicationError: Error, Equatable, CustomStringConvertible {
     case invalidName
     case nameTaken(String)
+    case noScopes
 
     public var description: String {
         switch self {
         case .invalidName: "an application name is 1 to 64 letters, digits, '.', '_' or '-'"
         case .nameTaken(let name): "an application named '\(name)' already exists; pick another name or revoke it first"
+        case .noScopes: "an application needs at least one scope: keys, relay"
         }
     }
 }

@@ -2,12 +2,16 @@ import Foundation
 import GRDB
 
 extension SQLiteKeyStore: ApplicationRegistry {
-    public func registerApplication(named name: String) async throws -> String {
+    public func registerApplication(named name: String, scopes: Set<ApplicationScope>, boundUser: String?) async throws -> String {
         try ApplicationID.validate(name: name)
+        guard !scopes.isEmpty else { throw ApplicationError.noScopes }
         let id = ApplicationID.generate()
         try await writer.write { db in
             guard try ApplicationRecord.fetchOne(db, key: name) == nil else { throw ApplicationError.nameTaken(name) }
-            try ApplicationRecord(name: name, idHash: ApplicationID.hash(id), createdAt: Date(), revokedAt: nil).insert(db)
+            try ApplicationRecord(
+                name: name, idHash: ApplicationID.hash(id), createdAt: Date(), revokedAt: nil,
+                scopes: ApplicationScope.stored(scopes), boundUser: boundUser
+            ).insert(db)
         }
         return id
     }
@@ -15,7 +19,9 @@ extension SQLiteKeyStore: ApplicationRegistry {
     public func applications() async throws -> [RegisteredApplication] {
         try await writer.read { db in
             try ApplicationRecord.order(ApplicationRecord.Columns.createdAt).fetchAll(db).map {
-                RegisteredApplication(name: $0.name, createdAt: $0.createdAt, revokedAt: $0.revokedAt)
+                RegisteredApplication(
+                    name: $0.name, createdAt: $0.createdAt, revokedAt: $0.revokedAt,
+                    scopes: ApplicationScope.parse(stored: $0.scopes), boundUser: $0.boundUser)
             }
         }
     }
@@ -29,12 +35,13 @@ extension SQLiteKeyStore: ApplicationRegistry {
         }
     }
 
-    public func isActiveApplication(id: String) async throws -> Bool {
+    public func activeApplication(id: String) async throws -> ApplicationGrant? {
         let hash = ApplicationID.hash(id)
         return try await writer.read { db in
             try ApplicationRecord
                 .filter(ApplicationRecord.Columns.idHash == hash && ApplicationRecord.Columns.revokedAt == nil)
-                .fetchCount(db) > 0
+                .fetchOne(db)
+                .map { ApplicationGrant(name: $0.name, scopes: ApplicationScope.parse(stored: $0.scopes), boundUser: $0.boundUser) }
         }
     }
 }

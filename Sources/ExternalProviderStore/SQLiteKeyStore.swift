@@ -69,7 +69,7 @@ public struct SQLiteKeyStore: KeyStore {
     }
 
     /// Migrations are registered once under a name and never edited after they ship.
-    private static var migrator: DatabaseMigrator {
+    static var migrator: DatabaseMigrator {
         var migrator = DatabaseMigrator()
         migrator.registerMigration("v1 accounts, sealed provider keys, applications") { db in
             try db.create(table: UserAccountRecord.databaseTableName) { t in
@@ -99,6 +99,13 @@ public struct SQLiteKeyStore: KeyStore {
                 t.primaryKey("name", .text)
                 t.column("value", .blob).notNull()
             }
+        }
+        migrator.registerMigration("v2 application scopes and bound users") { db in
+            // Existing applications keep what they could do: the three operations. `default` was made
+            // for the local user, who also gets the relay.
+            try db.execute(sql: "ALTER TABLE application ADD COLUMN scopes TEXT NOT NULL DEFAULT 'keys'")
+            try db.execute(sql: "ALTER TABLE application ADD COLUMN bound_user TEXT")
+            try db.execute(sql: "UPDATE application SET scopes = 'keys,relay' WHERE name = 'default'")
         }
         return migrator
     }

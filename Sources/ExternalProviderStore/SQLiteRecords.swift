@@ -94,12 +94,17 @@ struct ApplicationRecord: Codable, FetchableRecord, PersistableRecord {
     var idHash: Data
     var createdAt: Date
     var revokedAt: Date?
+    /// `ApplicationScope.stored`, e.g. `keys,relay`.
+    var scopes: String
+    var boundUser: String?
 
     enum CodingKeys: String, CodingKey {
         case name
         case idHash = "id_hash"
         case createdAt = "created_at"
         case revokedAt = "revoked_at"
+        case scopes
+        case boundUser = "bound_user"
     }
 
     enum Columns {

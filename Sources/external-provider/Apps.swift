@@ -1,4 +1,5 @@
 import ArgumentParser
+import ExternalProviderCore
 import ExternalProviderServer
 import ExternalProviderStore
 import Foundation
@@ -14,12 +15,34 @@ struct Apps: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Register an application and print its new id. The id is shown only this once.")
 
         @Argument(help: "1 to 64 letters, digits, '.', '_' or '-'.") var name: String
+
+        @Option(name: .customLong("scope"), help: "keys (the three ExternalProvider operations) or relay (the OpenAI relay and the model list); repeatable. Default: relay for an application bound with --user, keys otherwise.")
+        var scopes: [String] = []
+
+        @Option(name: .customLong("user"), help: "Bind the application to this user: the relay uses this user's key, and no other.")
+        var user: String?
+
         @OptionGroup var store: StoreOptions
 
         func run() async throws {
+            var chosen = Set<ApplicationScope>()
+            for name in scopes {
+                guard let scope = ApplicationScope(rawValue: name) else {
+                    fail("unknown scope '\(name)'; use keys or relay")
+                }
+                chosen.insert(scope)
+            }
+            if let user {
+                do {
+                    _ = try UserID(validating: user)
+                } catch {
+                    fail("--user: \(error.message)")
+                }
+            }
             let registry = try await openRegistry(store)
             do {
-                print(try await registry.registerApplication(named: name))
+                print(try await registry.registerApplication(
+                    named: name, scopes: chosen.isEmpty ? ApplicationScope.defaults(boundUser: user) : chosen, boundUser: user))
             } catch let error as ApplicationError {
                 fail(error.description)
             }
@@ -27,17 +50,20 @@ struct Apps: AsyncParsableCommand {
     }
 
     struct List: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "List applications: names, dates and status, never ids.")
+        static let configuration = CommandConfiguration(abstract: "List applications: names, dates, scopes, bound user and status, never ids.")
 
         @OptionGroup var store: StoreOptions
 
         func run() async throws {
             let applications = try await openRegistry(store).applications()
             let dates = ISO8601DateFormatter()
-            print("NAME".padding(toLength: 24, withPad: " ", startingAt: 0) + "CREATED".padding(toLength: 22, withPad: " ", startingAt: 0) + "STATUS")
+            func column(_ text: String, _ width: Int) -> String { text.padding(toLength: max(width, text.count + 1), withPad: " ", startingAt: 0) }
+            print(column("NAME", 24) + column("CREATED", 22) + column("SCOPES", 12) + column("USER", 24) + "STATUS")
             for application in applications {
                 let status = application.revokedAt.map { "revoked \(dates.string(from: $0))" } ?? "active"
-                print(application.name.padding(toLength: 24, withPad: " ", startingAt: 0) + dates.string(from: application.createdAt).padding(toLength: 22, withPad: " ", startingAt: 0) + status)
+                let scopes = application.scopes.sorted().map(\.rawValue).joined(separator: ",")
+                print(column(application.name, 24) + column(dates.string(from: application.createdAt), 22) + column(scopes, 12)
+                    + column(application.boundUser ?? "(any)", 24) + status)
             }
         }
     }

@@ -37,6 +37,12 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Seconds within which a request's head and body must arrive, or its connection is closed. Env: EXTERNAL_PROVIDER_REQUEST_TIMEOUT. Default: 60.")
     var requestTimeout: Double?
 
+    @Option(help: "Bytes a request relayed to OpenAI may carry (a file or audio upload). Env: EXTERNAL_PROVIDER_RELAY_MAX_BODY. Default: 33554432 (32 MiB).")
+    var relayMaxBody: Int?
+
+    @Option(help: "Seconds the relay waits for OpenAI's answer to begin. Env: EXTERNAL_PROVIDER_RELAY_TIMEOUT. Default: 600.")
+    var relayTimeout: Double?
+
     @Flag(help: "Allow core dumps of this process. They can hold keys, so they are off unless given.")
     var allowCoreDumps = false
 
@@ -47,7 +53,8 @@ struct Serve: AsyncParsableCommand {
                 host: host, port: port, dataDirectory: store.dataDir, logLevel: logLevel,
                 masterKeyFile: store.masterKeyFile, allowedHosts: allowedHosts, allowedOrigins: allowedOrigins,
                 verifyKeys: verifyKeys, openAIBaseURL: openAIBaseURL, verifyTimeout: verifyTimeout,
-                maxConnections: maxConnections, requestTimeout: requestTimeout)
+                maxConnections: maxConnections, requestTimeout: requestTimeout,
+                relayMaxBody: relayMaxBody, relayTimeout: relayTimeout)
         } catch {
             fail("\(error)")
         }

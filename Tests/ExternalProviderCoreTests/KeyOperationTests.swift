@@ -159,3 +159,20 @@ struct ByteComparisonTests {
         #expect(KeyOperation.update(patch).credentialsToVerify(on: account)?.apiKey == "sk-\(precomposed)")
     }
 }
+
+@Suite("OpenAI model ids described for PiecesOS")
+struct OpenAIModelCatalogTests {
+    @Test("chat, embedding and other models", arguments: [
+        ("gpt-4o", ModelDescription(foundation: .gpt4, usage: .conversation, kind: .balanced, version: "latest")),
+        ("gpt-4o-mini-2024-07-18", ModelDescription(foundation: .gpt4, usage: .conversation, kind: .speed, version: "2024-07-18")),
+        ("gpt-3.5-turbo-0125", ModelDescription(foundation: .gpt35, usage: .conversation, kind: .speed, version: "0125")),
+        ("gpt-5", ModelDescription(foundation: .gptLatest, usage: .conversation, kind: .balanced, version: "latest")),
+        ("o3", ModelDescription(foundation: nil, usage: .conversation, kind: .accuracy, version: "latest")),
+        ("text-embedding-3-small", ModelDescription(foundation: nil, usage: .embedding, kind: .unknown, version: "latest")),
+        ("whisper-1", ModelDescription(foundation: nil, usage: .unknown, kind: .unknown, version: "latest")),
+        ("gpt-4o-transcribe", ModelDescription(foundation: .gpt4, usage: .unknown, kind: .unknown, version: "latest")),
+    ])
+    func describe(id: String, expected: ModelDescription) {
+        #expect(OpenAIModelCatalog.describe(id) == expected)
+    }
+}

@@ -11,7 +11,7 @@ struct HandlerTests {
     let handler: ExternalProviderHandler<SQLiteKeyStore>
 
     init() throws {
-        handler = ExternalProviderHandler(store: try SQLiteKeyStore.inMemory(), verifier: nil)
+        handler = ExternalProviderHandler(store: try SQLiteKeyStore.inMemory(), verifier: nil, models: NoOpenAI())
     }
 
     func createInput(_ user: String, apiKey: String?) -> Operations.ExternalProviderApiKeyCreate.Input {
@@ -27,7 +27,7 @@ struct HandlerTests {
         let output = try await handler.externalProviderApiKeyCreate(createInput("u", apiKey: "sk-0123456789abcdefghWxyz"))
         let metadata = try output.ok.body.json.metadata
         #expect(metadata.openAI?.apiKey == "sk-...Wxyz")
-        #expect(metadata.schema == .init(migration: 1, semantic: .major0Minor0Patch1))
+        #expect(metadata.schema == .init(migration: 2, semantic: .major0Minor0Patch1))
     }
 
     @Test("a missing body is a typed 400")

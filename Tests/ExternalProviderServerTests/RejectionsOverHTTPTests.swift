@@ -94,7 +94,7 @@ struct RejectionsOverHTTPTests {
         let server = try await TestServer()
         try await server.run { client in
             let answer = try await client.send(
-                "/external_provider/api_key/create", method: .post, headers: [ApplicationAuthMiddleware<AppRequestContext>.header: client.applicationID])
+                "/external_provider/api_key/create", method: .post, headers: [ApplicationAuthMiddleware.header: client.applicationID])
             #expect(answer.status == .badRequest)
             #expect(answer.body == "A JSON request body is required.")
         }

@@ -1,3 +1,4 @@
+import ExternalProviderCore
 import ExternalProviderStore
 import GRDB
 import Foundation
@@ -56,6 +57,13 @@ enum SentSecrets {
     static var all: Set<String> { secrets.withLock { $0 } }
 }
 
+/// For tests that never reach the provider: every model list says OpenAI is out of reach.
+struct NoOpenAI: ModelLister {
+    func listModels(_ credentials: ProviderCredentials) async -> (VerificationOutcome, Data?) {
+        (.unavailable(reason: "no OpenAI in this test"), nil)
+    }
+}
+
 /// A server on a real in-memory SQLite store with one registered application, driven without a socket.
 /// Hummingbird's router test client sends `Host: localhost`, so the server is bound to port 80 by default.
 struct TestServer {
@@ -86,7 +94,7 @@ struct TestServer {
 
     func run(_ test: @Sendable (APIClient) async throws -> Void) async throws {
         let logger = logs.logger()
-        let router = try buildRouter(store, verifier: verifier, access: access, limiter: limiter, logger: logger)
+        let router = try buildRouter(store, verifier: verifier, models: NoOpenAI(), access: access, limiter: limiter, logger: logger)
         let app = Application(router: router, logger: logger)
         try await app.test(.router) { client in
             try await test(APIClient(raw: client, applicationID: applicationID))
@@ -119,7 +127,7 @@ struct APIClient: Sendable {
     ) async throws -> Answer {
         var headers = extra
         if let contentType { headers[.contentType] = contentType }
-        if !anonymous { headers[ApplicationAuthMiddleware<AppRequestContext>.header] = applicationID ?? self.applicationID }
+        if !anonymous { headers[ApplicationAuthMiddleware.header] = applicationID ?? self.applicationID }
         SentSecrets.record(in: body)
         return try await send("/external_provider/api_key/\(operation)", method: .post, headers: headers, body: ByteBuffer(string: body))
     }

@@ -37,7 +37,7 @@ struct SQLiteKeyStoreTests {
         let written = try await SQLiteKeyStore(path: path, masterKey: masterKey).perform(create("sk-persisted", name: "n", organization: "org-9"), for: user)
         let reopened = try SQLiteKeyStore(path: path, masterKey: masterKey)
         #expect(try await reopened.account(for: user) == written)
-        #expect(reopened.schemaVersion == 1)
+        #expect(reopened.schemaVersion == 2)
     }
 
     @Test("a rejected operation changes nothing")

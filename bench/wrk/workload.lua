@@ -62,6 +62,23 @@ function request()
         { ["Content-Type"] = "application/json", ["X-Application-ID"] = "not-a-registered-id" }, '{"user":"user-1"}')
     end
     return json_post("/external_provider/api_key/update", '{"user":')
+  elseif workload:sub(1, 5) == "chat_" or workload:sub(1, 7) == "stream_" then
+    -- A small chat completion: straight to the stand-in upstream (`_direct`, the credential is the key),
+    -- through our relay (`_relay`, the credential is an application id) or through nginx (`_nginx`).
+    local via = workload:match("_(%a+)$")
+    local path = via == "direct" and "/v1/chat/completions" or "/open_ai/v1/chat/completions"
+    local stream = workload:sub(1, 7) == "stream_" and "true" or "false"
+    -- The stand-in upstream picks its answer by the query, which every hop passes unchanged.
+    if stream == "true" then path = path .. "?stream=1" end
+    local chat_headers = { ["Content-Type"] = "application/json" }
+    if via == "relay" then
+      chat_headers["X-Application-ID"] = credential
+      chat_headers["X-User-ID"] = "bench-relay"
+    else
+      chat_headers["Authorization"] = "Bearer " .. credential
+    end
+    return wrk.format("POST", path, chat_headers,
+      '{"model":"gpt-4o-mini","stream":' .. stream .. ',"messages":[{"role":"user","content":"Say hello"}]}')
   elseif workload == "health" then
     return wrk.format("GET", "/health")
   elseif workload == "bao_write" or workload == "bao_write_one" then

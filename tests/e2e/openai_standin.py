@@ -1,7 +1,11 @@
 """A stand-in for OpenAI's GET /v1/models on loopback, answering as OpenAI does. A test fixture, not part
 of the product. The key picks the answer: `invalid` -> 401 invalid_api_key, `slow` -> no answer for 3 s,
 `error500` -> 500, `ratelimit` -> 429, `redirect` -> 302; any other key is valid, unless the organization
-is `org-wrong` (401 mismatched_organization). It records the credentials each request carried."""
+is `org-wrong` (401 mismatched_organization). It records the credentials each request carried.
+
+For the relay it also answers POST /v1/chat/completions (plain, or streamed as server-sent events 100 ms
+apart, noting when it sent each and whether the client went away), POST /v1/files (multipart), and any
+other path with 404; it records every relayed request's method, path, query, headers and body size."""
 
 import json
 import threading
@@ -9,9 +13,20 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
+MODELS = ["gpt-4o", "gpt-4o-mini-2024-07-18", "gpt-3.5-turbo", "o3", "text-embedding-3-small", "whisper-1", "dall-e-3"]
+
+
+def completion(request, text):
+    return {"id": "chatcmpl-standin", "object": "chat.completion", "created": 1715367049, "model": request.get("model", "gpt-4o"),
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 1, "completion_tokens": 4, "total_tokens": 5}}
+
+
 class StandInOpenAI:
     def __init__(self):
         self.requests = []
+        self.relayed = []
+        self.streams = []
         self._lock = threading.Lock()
         standin = self
 
@@ -20,6 +35,8 @@ class StandInOpenAI:
                 pass
 
             def do_GET(self):
+                if self.path.startswith("/v1/") and self.path != "/v1/models":
+                    return self.relayed_request()
                 if self.path != "/v1/models":
                     return self.reply(404, {"error": {"message": "not found", "type": "invalid_request_error", "code": None}})
                 authorization = self.headers.get("Authorization")
@@ -43,7 +60,73 @@ class StandInOpenAI:
                     return
                 if organization == "org-wrong":
                     return self.error(401, "mismatched_organization", "OpenAI-Organization header should match organization for API key")
-                self.reply(200, {"object": "list", "data": [{"id": "gpt-4o", "object": "model", "created": 1715367049, "owned_by": "system"}]})
+                self.reply(200, {"object": "list", "data": [
+                    {"id": model, "object": "model", "created": 1715367049, "owned_by": "system"} for model in MODELS]})
+
+            def do_POST(self):
+                self.relayed_request()
+
+            def do_DELETE(self):
+                self.relayed_request()
+
+            def read_body(self):
+                if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+                    body = b""
+                    while True:
+                        size = int(self.rfile.readline().strip(), 16)
+                        if size == 0:
+                            self.rfile.readline()
+                            return body
+                        body += self.rfile.read(size)
+                        self.rfile.readline()
+                return self.rfile.read(int(self.headers.get("Content-Length") or 0))
+
+            def relayed_request(self):
+                body = self.read_body()
+                path, _, query = self.path.partition("?")
+                record = {"method": self.command, "path": path, "query": query, "headers": dict(self.headers.items()),
+                          "body": body}
+                with standin._lock:
+                    standin.relayed.append(record)
+                key = (self.headers.get("Authorization") or "").removeprefix("Bearer ")
+                # A key OpenAI accepted when it was stored, and refuses now (expired, revoked).
+                if "invalid" in key or "revoked" in key:
+                    return self.error(401, "invalid_api_key", f"Incorrect API key provided: {key[:3]}***{key[-4:]}.")
+                if path == "/v1/chat/completions":
+                    request = json.loads(body)
+                    if request.get("model") == "slow-model":
+                        time.sleep(3)
+                    if request.get("stream"):
+                        return self.stream_completion(request)
+                    return self.reply(200, completion(request, "Hello from the stand-in."))
+                if path == "/v1/files":
+                    filename = body.split(b'filename="', 1)[1].split(b'"', 1)[0].decode() if b'filename="' in body else "?"
+                    return self.reply(200, {"id": "file-standin", "object": "file", "bytes": len(body), "created_at": 1715367049,
+                                            "filename": filename, "purpose": "assistants", "status": "processed"})
+                self.error(404, "unknown_url", f"Unknown request URL: {self.command} {path}.")
+
+            def stream_completion(self, request):
+                events = int(request.get("n_events", request.get("metadata", {}).get("events", 5)))
+                stream = {"sent": [], "client_gone_after": None}
+                with standin._lock:
+                    standin.streams.append(stream)
+                self.send_response(200)
+                self.send_header("Content-Type", "text/event-stream")
+                self.send_header("Cache-Control", "no-cache")
+                self.end_headers()
+                try:
+                    for index in range(events):
+                        chunk = {"id": "chatcmpl-standin", "object": "chat.completion.chunk", "created": 1715367049,
+                                 "model": request.get("model", "gpt-4o"),
+                                 "choices": [{"index": 0, "delta": {"content": f"word{index} "}, "finish_reason": None}]}
+                        self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
+                        self.wfile.flush()
+                        stream["sent"].append(time.monotonic())
+                        time.sleep(0.1)
+                    self.wfile.write(b"data: [DONE]\n\n")
+                    self.wfile.flush()
+                except (BrokenPipeError, ConnectionResetError):
+                    stream["client_gone_after"] = len(stream["sent"])
 
             def error(self, status, code, message):
                 self.reply(status, {"error": {"message": message, "type": "invalid_request_error", "param": None, "code": code}})

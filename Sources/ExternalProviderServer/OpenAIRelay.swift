@@ -1,0 +1,205 @@
+import AsyncHTTPClient
+import ExternalProviderCore
+import ExternalProviderStore
+import Foundation
+import HTTPTypes
+import Hummingbird
+import Logging
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+
+/// Puts a stored key to work without handing it out: `/open_ai/v1/{path}` is forwarded to
+/// `{base}/v1/{path}` with the user's key added on the way out. Query and body pass unchanged, both ways
+/// streamed, so a server-sent-events chat completion reaches the client event by event.
+public struct OpenAIRelay: Sendable {
+    static let pathPrefix = "/open_ai/v1"
+    static var userHeader: HTTPField.Name { HTTPField.Name("X-User-ID")! }
+
+    let store: any KeyStore
+    let client: HTTPClient
+    let baseURL: String
+    let maxBodyBytes: Int
+    /// Until the response head: a model may think for minutes before its first token.
+    let timeout: TimeAmount
+    let logger: Logger
+
+    /// The relay's own client: no redirect is followed (it would take the key elsewhere), connections
+    /// are pooled per host as many as the server takes, and a stream may idle up to `timeout`.
+    static func makeClient(timeout: TimeAmount, connectTimeout: TimeAmount, maxConnections: Int) -> HTTPClient {
+        var configuration = HTTPClient.Configuration(
+            redirectConfiguration: .disallow, timeout: .init(connect: connectTimeout, read: timeout))
+        configuration.connectionPool = .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: maxConnections)
+        return HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
+    }
+
+    func handle(_ request: Request, context: AppRequestContext) async throws -> Response {
+        let user = try Self.user(for: request, application: context.application)
+        guard let key = try await store.account(for: user)?.keys[.openAI] else {
+            throw Problem(.notFound, "User '\(user)' has no OpenAI key: store one with /external_provider/api_key/create first.")
+        }
+        let started = ContinuousClock.now
+        let upstream = try upstreamRequest(for: request, key: key)
+        let response: HTTPClientResponse
+        do {
+            response = try await client.execute(upstream, deadline: .now() + timeout, logger: logger)
+        } catch {
+            throw Self.problem(for: error, maxBodyBytes: maxBodyBytes)
+        }
+        let status = Int(response.status.code)
+        logger.debug(
+            "relayed to OpenAI",
+            metadata: [
+                "http.path": "\(request.uri.path)", "upstream.status": "\(status)",
+                "upstream.ttfb_ms": "\((ContinuousClock.now - started) / .milliseconds(1))",
+                "application": "\(context.application?.name ?? "")",
+            ])
+        if (300..<400).contains(status) {
+            throw Problem(.badGateway, "OpenAI answered with a redirect (\(status)), which is not followed because it would send the key elsewhere.")
+        }
+        if status == 401 {
+            return try await rejectedKeyResponse(response, user: user)
+        }
+        return Response(
+            status: .init(code: status, reasonPhrase: response.status.reasonPhrase),
+            headers: Self.passedBack(response.headers),
+            body: ResponseBody(contentLength: Self.contentLength(response.headers)) { writer in
+                for try await chunk in response.body {
+                    try await writer.write(chunk)
+                }
+                try await writer.finish(nil)
+            }
+        )
+    }
+
+    /// OpenAI refused the stored key: its answer passes through as it is (OpenAI's clients read it), and
+    /// the log says whose key and why, never the key.
+    private func rejectedKeyResponse(_ response: HTTPClientResponse, user: UserID) async throws -> Response {
+        let body = try await response.body.collect(upTo: OpenAIKeyVerifier.maxBodyBytes)
+        let code = OpenAIKeyVerifier.errorCode(in: Data(buffer: body)) ?? "unknown"
+        logger.warning("OpenAI rejected the stored key", metadata: ["user": "\(user)", "openai.error_code": "\(code)"])
+        return Response(status: .unauthorized, headers: Self.passedBack(response.headers), body: .init(byteBuffer: body))
+    }
+
+    /// Whose key: the application's bound user, or the one it names in `X-User-ID`.
+    static func user(for request: Request, application: ApplicationGrant?) throws -> UserID {
+        let named = request.headers[userHeader]
+        if let bound = application?.boundUser {
+            if let named, !named.isByteIdentical(to: bound) {
+                throw Problem(.forbidden, "This application is bound to one user and may not use another user's key.")
+            }
+            return UserID(trusted: bound)
+        }
+        guard let named else {
+            throw Problem(.badRequest, "Header 'X-User-ID' is required: name the user whose OpenAI key to use, or bind the application to one (apps create NAME --user USER).")
+        }
+        do {
+            return try UserID(validating: named)
+        } catch {
+            throw Problem(.badRequest, error.message.replacingOccurrences(of: "Field 'user'", with: "Header 'X-User-ID'"))
+        }
+    }
+
+    private func upstreamRequest(for request: Request, key: ProviderKey) throws -> HTTPClientRequest {
+        var url = baseURL + "/v1" + request.uri.path.dropFirst(Self.pathPrefix.count)
+        if let query = request.uri.query { url += "?" + query }
+        var upstream = HTTPClientRequest(url: url)
+        upstream.method = HTTPMethod(rawValue: request.method.rawValue)
+        for field in request.headers where !Self.droppedRequestHeaders.contains(field.name.canonicalName) {
+            upstream.headers.add(name: field.name.rawName, value: field.value)
+        }
+        upstream.headers.add(name: "Authorization", value: "Bearer \(key.apiKey)")
+        if let organization = key.organizationKey {
+            upstream.headers.add(name: "OpenAI-Organization", value: organization)
+        }
+        let declared = request.headers[.contentLength].flatMap(Int.init)
+        if let declared, declared > maxBodyBytes { throw Self.bodyTooLarge(maxBodyBytes) }
+        if let declared {
+            if declared > 0 { upstream.body = .stream(LimitedBody(base: request.body, limit: maxBodyBytes), length: .known(Int64(declared))) }
+        } else if request.headers[.transferEncoding] != nil {
+            upstream.body = .stream(LimitedBody(base: request.body, limit: maxBodyBytes), length: .unknown)
+        }
+        return upstream
+    }
+
+    /// The caller's credentials, its choice of organization or project (the stored key decides), cookies,
+    /// the host and hop-by-hop headers stay here. Lengths are set again for the body as it is sent.
+    static let droppedRequestHeaders = Set([
+        "authorization", "x-application-id", "x-user-id", "openai-organization", "openai-project", "cookie", "host",
+        "content-length", "expect",
+    ]).union(hopByHopHeaders)
+
+    static let hopByHopHeaders: Set<String> = [
+        "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "proxy-connection", "te", "trailer",
+        "transfer-encoding", "upgrade",
+    ]
+
+    static func passedBack(_ headers: HTTPHeaders) -> HTTPFields {
+        var fields = HTTPFields()
+        for (name, value) in headers {
+            let lowered = name.lowercased()
+            guard !hopByHopHeaders.contains(lowered), lowered != "set-cookie", lowered != "content-length",
+                let fieldName = HTTPField.Name(name)
+            else { continue }
+            fields.append(HTTPField(name: fieldName, value: value))
+        }
+        return fields
+    }
+
+    static func contentLength(_ headers: HTTPHeaders) -> Int? {
+        headers.first(name: "content-length").flatMap(Int.init)
+    }
+
+    static func bodyTooLarge(_ limit: Int) -> Problem {
+        Problem(.contentTooLarge, "A relayed request body must be at most \(limit) bytes (--relay-max-body).", answeredBeforeBody: true)
+    }
+
+    /// Sorts what went wrong before OpenAI's answer began, by the error's type.
+    static func problem(for error: any Error, maxBodyBytes: Int) -> Problem {
+        if error is LimitedBody.TooLarge { return bodyTooLarge(maxBodyBytes) }
+        if let error = error as? HTTPClientError {
+            switch error {
+            case .deadlineExceeded, .readTimeout:
+                return Problem(.gatewayTimeout, "OpenAI did not begin to answer within --relay-timeout.")
+            case .connectTimeout:
+                return Problem(.badGateway, "OpenAI could not be reached: no connection within the connect timeout.")
+            default:
+                break
+            }
+        }
+        if let error = error as? IOError, error.errnoCode == ECONNREFUSED {
+            return Problem(.badGateway, "OpenAI could not be reached: the connection was refused.")
+        }
+        if error is NIOConnectionError {
+            return Problem(.badGateway, "OpenAI could not be reached: no connection could be made.")
+        }
+        return Problem(.badGateway, "The request to OpenAI failed (\(type(of: error))).")
+    }
+}
+
+/// The request body on its way to OpenAI, ended with an error once it passes the limit: a body of no
+/// declared length (chunked) must not stream on without bound.
+struct LimitedBody: AsyncSequence, Sendable {
+    typealias Element = ByteBuffer
+    struct TooLarge: Error {}
+
+    let base: RequestBody
+    let limit: Int
+
+    struct AsyncIterator: AsyncIteratorProtocol {
+        var base: RequestBody.AsyncIterator
+        let limit: Int
+        var seen = 0
+
+        mutating func next() async throws -> ByteBuffer? {
+            guard let chunk = try await base.next() else { return nil }
+            seen += chunk.readableBytes
+            if seen > limit { throw TooLarge() }
+            return chunk
+        }
+    }
+
+    func makeAsyncIterator() -> AsyncIterator {
+        AsyncIterator(base: base.makeAsyncIterator(), limit: limit)
+    }
+}
