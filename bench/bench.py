@@ -23,6 +23,7 @@ from http.client import HTTPConnection
 from pathlib import Path
 
 from memory_rounds import measure as memory_rounds
+from relay_bench import KEY as RELAY_KEY, Nginx
 
 ROOT = Path(__file__).resolve().parents[1]
 LUA = ROOT / "bench" / "wrk" / "workload.lua"
@@ -131,7 +132,7 @@ class ExternalProvider(Target):
         self.workdir = workdir
         self.process = None
 
-    def start(self, data_dir=None):
+    def start(self, data_dir=None, extra_args=()):
         self.port = free_port()
         self.data_dir = data_dir or Path(tempfile.mkdtemp(dir=self.workdir)) / "data"
         self.url = f"http://127.0.0.1:{self.port}"
@@ -139,7 +140,7 @@ class ExternalProvider(Target):
         started = time.perf_counter()
         self.process = subprocess.Popen(
             [self.binary, "serve", "--port", str(self.port), "--data-dir", str(self.data_dir), "--no-verify-keys",
-             "--log-level", "warning"], stdout=self.log, stderr=subprocess.STDOUT)
+             "--log-level", "warning", *extra_args], stdout=self.log, stderr=subprocess.STDOUT)
         if not wait_until(lambda: http_ok(self.url + "/health"), 30, 0.001):
             raise RuntimeError("external-provider did not start")
         self.ready_ms = (time.perf_counter() - started) * 1000
@@ -254,6 +255,43 @@ def measure(target, workload, loads, seconds, warmup):
     return rows
 
 
+class Endpoint:
+    """Something wrk drives that is not a store: a URL, a credential, and the process whose RSS counts."""
+
+    def __init__(self, url, credential, pid):
+        self.url, self.credential = url, credential
+        self.process = type("Process", (), {"pid": pid})()
+
+
+def relay_rows(binary, workdir, loads, args):
+    """A small chat completion and a streamed one: straight to the stand-in upstream, through our relay,
+    and through nginx proxy_pass setting the key. Each row's RSS is the serving proxy's."""
+    upstream_port, proxy_port = free_port(), free_port()
+    nginx = Nginx(workdir, upstream_port, proxy_port)
+    ours = ExternalProvider(binary, workdir).start(extra_args=["--openai-base-url", f"http://127.0.0.1:{upstream_port}"])
+    try:
+        connection = HTTPConnection("127.0.0.1", ours.port, timeout=30)
+        connection.request("POST", "/external_provider/api_key/create",
+                           json.dumps({"user": "bench-relay", "open_AI": {"api_key": RELAY_KEY}}),
+                           {"Content-Type": "application/json", "X-Application-ID": ours.credential})
+        if connection.getresponse().status != 200:
+            raise RuntimeError("could not store the relay's key")
+        endpoints = {
+            "direct": Endpoint(f"http://127.0.0.1:{upstream_port}", RELAY_KEY, nginx.pid),
+            "relay": Endpoint(ours.url, ours.credential, ours.process.pid),
+            "nginx": Endpoint(f"http://127.0.0.1:{proxy_port}", RELAY_KEY, nginx.pid),
+        }
+        rows = {}
+        for kind in ("chat", "stream"):
+            for via, endpoint in endpoints.items():
+                print(f"relay: {kind} {via}", file=sys.stderr)
+                rows[f"{kind}_{via}"] = measure(endpoint, f"{kind}_{via}", loads, args.seconds, args.warmup)
+        return rows
+    finally:
+        ours.stop()
+        nginx.stop()
+
+
 def start_up(binary, workdir, runs=5):
     """Milliseconds from exec to the first answered /health: on a new data dir (master key, migrations,
     default application) and on an existing one."""
@@ -306,6 +344,9 @@ def main():
         report["targets"][ours.name] = run_target(ours, loads, args)
         report["targets"][ours.name]["rss_after_mib"] = rss_kib(ours.process.pid) / 1024
         ours.stop()
+
+        if not args.only or "relay" in args.only.split(","):
+            report["relay"] = relay_rows(args.binary, workdir, loads, args)
 
         if not args.only or "memory" in args.only.split(","):
             print("external-provider: RSS across 10 rounds of 1,000 concurrent 64 KiB bodies", file=sys.stderr)
@@ -364,7 +405,20 @@ def render(report):
     lines += ["", f"- start to ready: {report['start_up_ms']['new_data_dir']:.0f} ms on a new data dir, "
                   f"{report['start_up_ms']['existing_data_dir']:.0f} ms on an existing one (budget 300 ms)",
               f"- RSS idle: {report['idle_rss_mib']:.1f} MiB (budget 32 MiB); peak under 64 connections: "
-              f"{max(r['peak_rss_mib'] for d in ours['workloads'].values() for r in d['rows'] if r['connections'] == max(report['connections'])):.1f} MiB (budget 96 MiB)"]
+              f"{max((r['peak_rss_mib'] for d in ours['workloads'].values() for r in d['rows'] if r['connections'] == max(report['connections'])), default=0):.1f} MiB (budget 96 MiB)"]
+    if "relay" in report:
+        relay = report["relay"]
+        lines += ["", "## relay: a small chat completion, direct to a stand-in upstream (nginx, from memory), "
+                      "through our relay, and through nginx proxy_pass setting the key", "",
+                  "| answer | conns | direct req/s | relay req/s | nginx req/s | relay ÷ nginx | p50 ms direct / relay / nginx | relay p50 added ms | relay p99 ms | errors relay | relay peak RSS MiB |",
+                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        for kind, label in (("chat", "plain JSON"), ("stream", "streamed, 20 events")):
+            for direct, mine, theirs in zip(relay[f"{kind}_direct"], relay[f"{kind}_relay"], relay[f"{kind}_nginx"]):
+                lat = lambda row: row["latency_us"]["p50"]
+                lines.append(
+                    f"| {label} | {mine['connections']} | {direct['rps']:,.0f} | {mine['rps']:,.0f} | {theirs['rps']:,.0f} | "
+                    f"{mine['rps'] / theirs['rps']:.2f}× | {fmt_ms(lat(direct))} / {fmt_ms(lat(mine))} / {fmt_ms(lat(theirs))} | "
+                    f"{(lat(mine) - lat(direct)) / 1000:.3f} | {fmt_ms(mine['latency_us']['p99'])} | {error_count(mine)} | {mine['peak_rss_mib']:.1f} |")
     if "memory_bursts" in report:
         bursts = report["memory_bursts"]
         after = bursts["after"]

@@ -12,7 +12,7 @@ public struct ProviderCredentials: Sendable, Equatable {
         self.organization = organization
     }
 
-    init(_ provider: Provider, _ key: ProviderKey) {
+    public init(_ provider: Provider, _ key: ProviderKey) {
         self.init(provider: provider, apiKey: key.apiKey, organization: key.organizationKey)
     }
 

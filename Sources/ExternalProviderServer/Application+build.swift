@@ -29,6 +29,8 @@ public protocol AppArguments: Sendable {
     var relayMaxBody: Int { get }
     /// Seconds the relay waits for OpenAI's answer to begin.
     var relayTimeout: Double { get }
+    /// Seconds after which a stored key is checked again; 0: never.
+    var recheckInterval: Double { get }
 }
 
 /// The name of the SQLite file inside the data dir.
@@ -58,8 +60,11 @@ public func buildApplication(
     services.append(HTTPClientService(client: openAIClient))
     // The same calls check a key before it is stored and list a user's models.
     let openAI = OpenAIKeyVerifier(client: openAIClient, baseURL: arguments.openAIBaseURL, timeout: verifyTimeout, logger: logger)
+    let health = KeyHealthReporter(store: store, logger: logger)
     if !arguments.verifyKeys {
-        logger.notice("key verification is off: keys are stored without checking them with OpenAI")
+        logger.notice("key verification is off: keys are stored without checking them with OpenAI, and never re-checked")
+    } else if arguments.recheckInterval > 0 {
+        services.append(KeyRechecker(store: store, verifier: openAI, interval: arguments.recheckInterval, logger: logger))
     }
     let connections = ConnectionLimit(maximum: connectionCap(arguments.maxConnections, logger: logger))
     let relayTimeout = TimeAmount.milliseconds(Int64(arguments.relayTimeout * 1000))
@@ -68,12 +73,12 @@ public func buildApplication(
     services.append(HTTPClientService(client: relayClient))
     let relay = OpenAIRelay(
         store: store, client: relayClient, baseURL: OpenAIKeyVerifier.trimmedBaseURL(arguments.openAIBaseURL),
-        maxBodyBytes: arguments.relayMaxBody, timeout: relayTimeout, logger: logger)
+        maxBodyBytes: arguments.relayMaxBody, timeout: relayTimeout, health: health, logger: logger)
     let requestTimeout = TimeAmount.milliseconds(Int64(arguments.requestTimeout * 1000))
     let connectionLogger = logger
     return Application(
         router: try buildRouter(
-            store, verifier: arguments.verifyKeys ? openAI : nil, models: openAI, relay: relay, access: access, logger: logger),
+            store, verifier: arguments.verifyKeys ? openAI : nil, models: openAI, health: health, relay: relay, access: access, logger: logger),
         // Any local process can connect: an idle connection, a slow request and too many connections
         // must not hold descriptors forever.
         server: .http1(configuration: .init(
@@ -102,10 +107,11 @@ private func connectionCap(_ requested: Int, logger: Logger) -> Int {
     return max(1, available)
 }
 
-public func buildRouter(
+func buildRouter(
     _ store: some KeyStore & ApplicationRegistry,
     verifier: (any KeyVerifier)? = nil,
     models: any ModelLister,
+    health: KeyHealthReporter,
     relay: OpenAIRelay? = nil,
     access: AccessPolicy,
     limiter: FailedAttemptLimiter = FailedAttemptLimiter(),
@@ -143,7 +149,7 @@ public func buildRouter(
         .add(middleware: authentication)
         .add(middleware: RequireScopeMiddleware(scope: .keys, exceptUnder: "/open_ai/"))
         .add(middleware: JSONBodyMiddleware())
-    try ExternalProviderHandler(store: store, verifier: verifier, models: models).registerHandlers(
+    try ExternalProviderHandler(store: store, verifier: verifier, models: models, health: health).registerHandlers(
         on: RecordingTransport(base: api, table: routes),
         // Compact JSON: the runtime's default pretty-prints, which costs bytes on every answer.
         configuration: .init(jsonEncodingOptions: [.sortedKeys]),

@@ -21,15 +21,18 @@ extension ExternalProviderHandler {
         guard let key = try await store.account(for: user)?.keys[.openAI] else {
             return .unauthorized(.init("User '\(user)' has no OpenAI key, so there are no models to list: store one with /external_provider/api_key/create."))
         }
-        let (outcome, listing) = await models.listModels(ProviderCredentials(provider: .openAI, apiKey: key.apiKey, organization: key.organizationKey))
+        let credentials = ProviderCredentials(.openAI, key)
+        let (outcome, listing) = await models.listModels(credentials)
         switch outcome {
         case .accepted:
+            await health.accepted(credentials, of: user)
             guard let listing, let models = try? JSONDecoder().decode(OpenAIModelList.self, from: listing) else {
                 return .badGateway(.init("OpenAI's model list could not be read."))
             }
             let seeded = models.data.map(seededModel)
             return .ok(.init(body: .json(.init(schema: schema, models: .init(schema: schema, iterable: seeded)))))
         case .rejected(let code):
+            await health.rejected(credentials, of: user, code: code)
             return .unauthorized(.init("OpenAI rejected the stored key of user '\(user)' (\(code)): replace it with /external_provider/api_key/update."))
         case .unavailable(let reason):
             return .badGateway(.init("The models could not be listed: \(reason)."))

@@ -15,6 +15,8 @@ struct ExternalProviderHandler<Store: KeyStore>: APIProtocol {
     let verifier: (any KeyVerifier)?
     /// Lists a user's models with the provider, for the model list.
     let models: any ModelLister
+    /// Records what the provider said of a key the model list used.
+    let health: KeyHealthReporter
 
     func externalProviderApiKeyCreate(
         _ input: Operations.ExternalProviderApiKeyCreate.Input

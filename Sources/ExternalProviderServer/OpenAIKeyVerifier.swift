@@ -84,6 +84,8 @@ public struct OpenAIKeyVerifier: KeyVerifier, ModelLister {
         }
     }
 
+    static let rateLimitedReason = "OpenAI is limiting requests (429)"
+
     static func outcome(status: HTTPResponseStatus, body: Data?) -> VerificationOutcome {
         switch status.code {
         case 200:
@@ -93,7 +95,7 @@ public struct OpenAIKeyVerifier: KeyVerifier, ModelLister {
         case 300..<400:
             return .unavailable(reason: "OpenAI answered with a redirect (\(status.code)), which is not followed because it would send the key elsewhere")
         case 429:
-            return .unavailable(reason: "OpenAI is limiting requests (429)")
+            return .unavailable(reason: rateLimitedReason)
         case 500..<600:
             return .unavailable(reason: "OpenAI answered \(status.code)")
         default:

@@ -22,6 +22,7 @@ public struct OpenAIRelay: Sendable {
     let maxBodyBytes: Int
     /// Until the response head: a model may think for minutes before its first token.
     let timeout: TimeAmount
+    let health: KeyHealthReporter
     let logger: Logger
 
     /// The relay's own client: no redirect is followed (it would take the key elsewhere), connections
@@ -57,8 +58,13 @@ public struct OpenAIRelay: Sendable {
         if (300..<400).contains(status) {
             throw Problem(.badGateway, "OpenAI answered with a redirect (\(status)), which is not followed because it would send the key elsewhere.")
         }
+        let credentials = ProviderCredentials(.openAI, key)
         if status == 401 {
-            return try await rejectedKeyResponse(response, user: user)
+            return try await rejectedKeyResponse(response, user: user, credentials: credentials)
+        }
+        if (200..<300).contains(status) {
+            // Off the answer's path: at most one write a minute per key, and the answer need not wait.
+            Task { [health] in await health.accepted(credentials, of: user) }
         }
         return Response(
             status: .init(code: status, reasonPhrase: response.status.reasonPhrase),
@@ -74,10 +80,11 @@ public struct OpenAIRelay: Sendable {
 
     /// OpenAI refused the stored key: its answer passes through as it is (OpenAI's clients read it), and
     /// the log says whose key and why, never the key.
-    private func rejectedKeyResponse(_ response: HTTPClientResponse, user: UserID) async throws -> Response {
+    private func rejectedKeyResponse(_ response: HTTPClientResponse, user: UserID, credentials: ProviderCredentials) async throws -> Response {
         let body = try await response.body.collect(upTo: OpenAIKeyVerifier.maxBodyBytes)
         let code = OpenAIKeyVerifier.errorCode(in: Data(buffer: body)) ?? "unknown"
         logger.warning("OpenAI rejected the stored key", metadata: ["user": "\(user)", "openai.error_code": "\(code)"])
+        await health.rejected(credentials, of: user, code: code)
         return Response(status: .unauthorized, headers: Self.passedBack(response.headers), body: .init(byteBuffer: body))
     }
 

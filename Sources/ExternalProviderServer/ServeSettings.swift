@@ -26,6 +26,8 @@ public struct ServeSettings: AppArguments, Equatable {
     public var requestTimeout: Double
     public var relayMaxBody: Int
     public var relayTimeout: Double
+    /// Seconds after which a stored key is checked again; 0: never.
+    public var recheckInterval: Double
 
     public static let defaultVerifyTimeout = 10.0
     /// Enough for any team's clients, yet far below the descriptor limit the server raises itself to.
@@ -36,13 +38,15 @@ public struct ServeSettings: AppArguments, Equatable {
     public static let defaultRelayMaxBody = 32 * 1024 * 1024
     /// A reasoning model may take minutes before its first token.
     public static let defaultRelayTimeout = 600.0
+    public static let defaultRecheckInterval = 86400.0
 
     public init(
         host: String, port: Int, dataDirectory: String, logLevel: Logger.Level,
         masterKeyFile: String? = nil, allowedHosts: [String] = [], allowedOrigins: [String] = [],
         verifyKeys: Bool = true, openAIBaseURL: String = OpenAIKeyVerifier.defaultBaseURL, verifyTimeout: Double = defaultVerifyTimeout,
         maxConnections: Int = defaultMaxConnections, requestTimeout: Double = defaultRequestTimeout,
-        relayMaxBody: Int = defaultRelayMaxBody, relayTimeout: Double = defaultRelayTimeout
+        relayMaxBody: Int = defaultRelayMaxBody, relayTimeout: Double = defaultRelayTimeout,
+        recheckInterval: Double = defaultRecheckInterval
     ) {
         self.host = host
         self.port = port
@@ -58,6 +62,7 @@ public struct ServeSettings: AppArguments, Equatable {
         self.requestTimeout = requestTimeout
         self.relayMaxBody = relayMaxBody
         self.relayTimeout = relayTimeout
+        self.recheckInterval = recheckInterval
     }
 
     public init(
@@ -75,6 +80,7 @@ public struct ServeSettings: AppArguments, Equatable {
         requestTimeout: Double? = nil,
         relayMaxBody: Int? = nil,
         relayTimeout: Double? = nil,
+        recheckInterval: String? = nil,
         environment: [String: String] = ProcessInfo.processInfo.environment
     ) throws {
         func setting<T>(_ flag: T?, _ variable: String, default value: T, expecting: String, _ parse: (String) -> T?) throws -> T {
@@ -138,6 +144,23 @@ public struct ServeSettings: AppArguments, Equatable {
         guard self.relayTimeout > 0, self.relayTimeout <= 86400 else {
             throw ServeFailure("the relay timeout must be more than 0 and at most 86400 seconds, not \(self.relayTimeout)")
         }
+        self.recheckInterval = try setting(
+            recheckInterval, "EXTERNAL_PROVIDER_RECHECK_INTERVAL", default: "24h",
+            expecting: "a duration such as 24h, 90m or 3600 (seconds), or 0 for never") { $0 }
+            .pipe { raw in
+                guard let seconds = Self.duration(raw), seconds >= 0 else {
+                    throw ServeFailure("--recheck-interval must be a duration such as 24h, 90m or 3600 (seconds), or 0 for never; not '\(raw)'")
+                }
+                return seconds
+            }
+    }
+
+    /// `90`, `90s`, `30m`, `24h` or `2d`, in seconds.
+    static func duration(_ text: String) -> Double? {
+        let units: [Character: Double] = ["s": 1, "m": 60, "h": 3600, "d": 86400]
+        guard let last = text.last else { return nil }
+        if let unit = units[last] { return Double(text.dropLast()).map { $0 * unit } }
+        return Double(text)
     }
 
     /// `localhost`, 127.0.0.0/8 or ::1.
@@ -215,4 +238,9 @@ extension ServeFailure {
         guard named == 0 else { return nil }
         return Int(UInt16(bigEndian: address.sin_port))
     }
+}
+
+extension String {
+    /// Feeds the value to `transform`: lets a setting's raw text be parsed where it is read.
+    fileprivate func pipe<T>(_ transform: (String) throws -> T) rethrows -> T { try transform(self) }
 }

@@ -1,4 +1,5 @@
 import ExternalProviderCore
+import Foundation
 
 /// Where accounts and their keys live. Each call is one transaction; writes to one user serialise,
 /// so no update is lost, and a write returns only once it is durable.
@@ -15,6 +16,16 @@ public protocol KeyStore: Sendable {
     /// says the provider accepted; nothing changes then. A row whose credentials change records when
     /// they were verified, or no time when verification is off.
     func perform(_ operation: KeyOperation, for user: UserID, verification: Verification) async throws -> UserAccount
+
+    /// Records what the provider said of `credentials`, only if they are still the user's stored pair
+    /// (a key replaced meanwhile keeps its own health). Returns whether it recorded.
+    func recordHealth(_ health: KeyHealth, of credentials: ProviderCredentials, for user: UserID) async throws -> Bool
+
+    /// Every stored key, masked, with its health: for operators.
+    func storedKeys() async throws -> [StoredKeySummary]
+
+    /// Up to `limit` keys never checked or last checked before `cutoff`, the longest unchecked first.
+    func keysDueForCheck(checkedBefore cutoff: Date, limit: Int) async throws -> [(UserID, ProviderCredentials)]
 }
 
 extension KeyStore {

@@ -10,7 +10,7 @@ public struct SQLiteKeyStore: KeyStore {
     /// Internal only so the module's tests can inspect the file's settings; nothing else writes through it.
     let writer: any DatabaseWriter
     /// Every key write goes through here, so concurrent writes share commits.
-    private let groupCommit: GroupCommitWriter
+    let groupCommit: GroupCommitWriter
     let masterKey: MasterKey
     public let schemaVersion: Int
 
@@ -100,12 +100,17 @@ public struct SQLiteKeyStore: KeyStore {
                 t.column("value", .blob).notNull()
             }
         }
-        migrator.registerMigration("v2 application scopes and bound users") { db in
+        migrator.registerMigration("v2 application scopes and bound users, key health") { db in
             // Existing applications keep what they could do: the three operations. `default` was made
             // for the local user, who also gets the relay.
             try db.execute(sql: "ALTER TABLE application ADD COLUMN scopes TEXT NOT NULL DEFAULT 'keys'")
             try db.execute(sql: "ALTER TABLE application ADD COLUMN bound_user TEXT")
             try db.execute(sql: "UPDATE application SET scopes = 'keys,relay' WHERE name = 'default'")
+            // `health` is one of the words in `KeyHealthColumns`; a key verified when stored starts valid.
+            try db.execute(sql: "ALTER TABLE provider_key ADD COLUMN health TEXT NOT NULL DEFAULT 'unverified'")
+            try db.execute(sql: "ALTER TABLE provider_key ADD COLUMN health_checked_at DATETIME")
+            try db.execute(sql: "ALTER TABLE provider_key ADD COLUMN health_code TEXT")
+            try db.execute(sql: "UPDATE provider_key SET health = 'valid', health_checked_at = verified_at WHERE verified_at IS NOT NULL")
         }
         return migrator
     }
@@ -197,22 +202,33 @@ public struct SQLiteKeyStore: KeyStore {
             case (nil, let key?, _):
                 var row = try ProviderKeyRecord(user: new.user, provider: provider, key: key, sealedWith: masterKey, createdAt: now, updatedAt: now)
                 row.verifiedAt = verifiedAt
+                let health = KeyHealthColumns(verifiedAt.map { .valid(checkedAt: $0) } ?? .unverified)
                 try db.cachedStatement(sql: """
-                    INSERT INTO provider_key (user, provider, api_key, api_key_name, organization_key, verified_at, created_at, updated_at)
-                    VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+                    INSERT INTO provider_key (user, provider, api_key, api_key_name, organization_key, verified_at, created_at, updated_at,
+                        health, health_checked_at, health_code)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                     """)
-                    .execute(arguments: [row.user, row.provider, row.apiKey, row.apiKeyName, row.organizationKey, row.verifiedAt, row.createdAt, row.updatedAt])
+                    .execute(arguments: [
+                        row.user, row.provider, row.apiKey, row.apiKeyName, row.organizationKey, row.verifiedAt, row.createdAt, row.updatedAt,
+                        health.word, health.checkedAt, health.code,
+                    ])
             case (let previous?, let changed?, var row?):
                 try row.store(changed, sealedWith: masterKey)
-                if !previous.hasSameCredentials(as: changed) {
-                    row.verifiedAt = verifiedAt
-                }
                 row.updatedAt = now
                 try db.cachedStatement(sql: """
-                    UPDATE provider_key SET api_key = ?, api_key_name = ?, organization_key = ?, verified_at = ?, updated_at = ?
+                    UPDATE provider_key SET api_key = ?, api_key_name = ?, organization_key = ?, updated_at = ?
                     WHERE user = ? AND provider = ?
                     """)
-                    .execute(arguments: [row.apiKey, row.apiKeyName, row.organizationKey, row.verifiedAt, row.updatedAt, row.user, row.provider])
+                    .execute(arguments: [row.apiKey, row.apiKeyName, row.organizationKey, row.updatedAt, row.user, row.provider])
+                // A new (key, organization) pair starts over: valid if the provider just accepted it.
+                if !previous.hasSameCredentials(as: changed) {
+                    let health = KeyHealthColumns(verifiedAt.map { .valid(checkedAt: $0) } ?? .unverified)
+                    try db.cachedStatement(sql: """
+                        UPDATE provider_key SET verified_at = ?, health = ?, health_checked_at = ?, health_code = ?
+                        WHERE user = ? AND provider = ?
+                        """)
+                        .execute(arguments: [verifiedAt, health.word, health.checkedAt, health.code, row.user, row.provider])
+                }
             case (_?, nil, _):
                 try db.cachedStatement(sql: "DELETE FROM provider_key WHERE user = ? AND provider = ?")
                     .execute(arguments: [new.user.rawValue, provider.rawValue])

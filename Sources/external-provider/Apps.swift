@@ -39,7 +39,7 @@ struct Apps: AsyncParsableCommand {
                     fail("--user: \(error.message)")
                 }
             }
-            let registry = try await openRegistry(store)
+            let registry = try await openStore(store)
             do {
                 print(try await registry.registerApplication(
                     named: name, scopes: chosen.isEmpty ? ApplicationScope.defaults(boundUser: user) : chosen, boundUser: user))
@@ -55,7 +55,7 @@ struct Apps: AsyncParsableCommand {
         @OptionGroup var store: StoreOptions
 
         func run() async throws {
-            let applications = try await openRegistry(store).applications()
+            let applications = try await openStore(store).applications()
             let dates = ISO8601DateFormatter()
             func column(_ text: String, _ width: Int) -> String { text.padding(toLength: max(width, text.count + 1), withPad: " ", startingAt: 0) }
             print(column("NAME", 24) + column("CREATED", 22) + column("SCOPES", 12) + column("USER", 24) + "STATUS")
@@ -75,7 +75,7 @@ struct Apps: AsyncParsableCommand {
         @OptionGroup var store: StoreOptions
 
         func run() async throws {
-            guard try await openRegistry(store).revokeApplication(named: name) else {
+            guard try await openStore(store).revokeApplication(named: name) else {
                 fail("there is no active application named '\(name)'")
             }
             print("revoked \(name)")
@@ -121,7 +121,8 @@ private var commandLogger: Logger {
     return logger
 }
 
-private func openRegistry(_ options: StoreOptions) async throws -> SQLiteKeyStore {
+/// The store in the data dir the options name, opened as `serve` opens it; any failure ends the command.
+func openStore(_ options: StoreOptions) async throws -> SQLiteKeyStore {
     let environment = ProcessInfo.processInfo.environment
     let dataDirectory = DataDirectory(options.dataDir ?? environment["EXTERNAL_PROVIDER_DATA_DIR"] ?? ServeSettings.defaultDataDirectory(environment))
     do {

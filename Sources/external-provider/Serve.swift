@@ -43,6 +43,9 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Seconds the relay waits for OpenAI's answer to begin. Env: EXTERNAL_PROVIDER_RELAY_TIMEOUT. Default: 600.")
     var relayTimeout: Double?
 
+    @Option(help: "How often each stored key is checked again with OpenAI: 24h, 90m, 3600 (seconds), or 0 for never. Env: EXTERNAL_PROVIDER_RECHECK_INTERVAL. Default: 24h.")
+    var recheckInterval: String?
+
     @Flag(help: "Allow core dumps of this process. They can hold keys, so they are off unless given.")
     var allowCoreDumps = false
 
@@ -54,7 +57,7 @@ struct Serve: AsyncParsableCommand {
                 masterKeyFile: store.masterKeyFile, allowedHosts: allowedHosts, allowedOrigins: allowedOrigins,
                 verifyKeys: verifyKeys, openAIBaseURL: openAIBaseURL, verifyTimeout: verifyTimeout,
                 maxConnections: maxConnections, requestTimeout: requestTimeout,
-                relayMaxBody: relayMaxBody, relayTimeout: relayTimeout)
+                relayMaxBody: relayMaxBody, relayTimeout: relayTimeout, recheckInterval: recheckInterval)
         } catch {
             fail("\(error)")
         }

@@ -1,6 +1,7 @@
 import ExternalProviderAPI
 import ExternalProviderCore
 import ExternalProviderStore
+import Logging
 import OpenAPIRuntime
 import Testing
 
@@ -11,7 +12,9 @@ struct HandlerTests {
     let handler: ExternalProviderHandler<SQLiteKeyStore>
 
     init() throws {
-        handler = ExternalProviderHandler(store: try SQLiteKeyStore.inMemory(), verifier: nil, models: NoOpenAI())
+        let store = try SQLiteKeyStore.inMemory()
+        handler = ExternalProviderHandler(
+            store: store, verifier: nil, models: NoOpenAI(), health: KeyHealthReporter(store: store, logger: Logger(label: "test")))
     }
 
     func createInput(_ user: String, apiKey: String?) -> Operations.ExternalProviderApiKeyCreate.Input {

@@ -94,7 +94,9 @@ struct TestServer {
 
     func run(_ test: @Sendable (APIClient) async throws -> Void) async throws {
         let logger = logs.logger()
-        let router = try buildRouter(store, verifier: verifier, models: NoOpenAI(), access: access, limiter: limiter, logger: logger)
+        let router = try buildRouter(
+            store, verifier: verifier, models: NoOpenAI(), health: KeyHealthReporter(store: store, logger: logger), access: access,
+            limiter: limiter, logger: logger)
         let app = Application(router: router, logger: logger)
         try await app.test(.router) { client in
             try await test(APIClient(raw: client, applicationID: applicationID))

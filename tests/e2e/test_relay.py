@@ -240,5 +240,35 @@ def test_the_model_list_says_why_it_cannot_list(server, workdir, relay_user):
         assert caught.value.body == (
             "OpenAI rejected the stored key of user 'auth0|expired' (invalid_api_key): "
             "replace it with /external_provider/api_key/update.")
+        assert [key["user"] for key in keys_list(unchecked, "--json", "--health", "rejected")] == ["auth0|expired"]
     finally:
         unchecked.stop()
+
+
+def keys_list(server, *args):
+    import json
+
+    result = subprocess.run([str(BINARY), "keys", "list", "--data-dir", str(server.data_dir), *args],
+                            capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout) if "--json" in args else result.stdout
+
+
+def test_a_key_openai_refuses_through_the_relay_turns_rejected_until_replaced(server):
+    from sdk_models import update
+
+    create(server.api(), "auth0|health", api_key="sk-proj-revoked-health-0123Wxyz", organization_key="org-health")
+    [stored] = keys_list(server, "--json")
+    assert (stored["user"], stored["health"], stored["api_key"]) == ("auth0|health", "valid", "sk-...Wxyz")
+    with pytest.raises(openai_sdk.AuthenticationError):
+        relay_client(server, user="auth0|health").chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "Hi"}])
+    [rejected] = keys_list(server, "--json", "--health", "rejected")
+    assert (rejected["user"], rejected["error_code"]) == ("auth0|health", "invalid_api_key")
+    table = keys_list(server)
+    assert "rejected (invalid_api_key)" in table and "sk-proj-revoked" not in table
+    # A replacement that passes the check is valid again, and the relay works with it.
+    update(server.api(), "auth0|health", {"api_key": "sk-proj-fresh-health-0123456Wxyz"})
+    assert keys_list(server, "--json", "--health", "rejected") == []
+    relay_client(server, user="auth0|health").chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "Hi"}])
+    [valid] = keys_list(server, "--json")
+    assert valid["health"] == "valid" and valid["organization_key"] == "org-health"

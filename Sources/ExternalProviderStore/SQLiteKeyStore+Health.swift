@@ -1,0 +1,80 @@
+import ExternalProviderCore
+import Foundation
+import GRDB
+
+/// How `KeyHealth` is stored: the word in `provider_key.health`, written out here since it is on disk,
+/// with `health_checked_at` and `health_code` beside it.
+struct KeyHealthColumns {
+    static let unverified = "unverified"
+    static let valid = "valid"
+    static let rejected = "rejected"
+
+    let word: String
+    let checkedAt: Date?
+    let code: String?
+
+    init(_ health: KeyHealth) {
+        switch health {
+        case .unverified: (word, checkedAt, code) = (Self.unverified, nil, nil)
+        case .valid(let at): (word, checkedAt, code) = (Self.valid, at, nil)
+        case .rejected(let at, let code): (word, checkedAt, self.code) = (Self.rejected, at, code)
+        }
+    }
+
+    static func health(word: String, checkedAt: Date?, code: String?) throws -> KeyHealth {
+        switch (word, checkedAt) {
+        case (unverified, _): return .unverified
+        case (valid, let at?): return .valid(checkedAt: at)
+        case (rejected, let at?): return .rejected(checkedAt: at, code: code ?? "unknown")
+        default: throw StoreFault("provider_key row has an unknown health '\(word)'")
+        }
+    }
+}
+
+extension SQLiteKeyStore {
+    public func recordHealth(_ health: KeyHealth, of credentials: ProviderCredentials, for user: UserID) async throws -> Bool {
+        try await groupCommit.write { [masterKey] db in
+            let record = try ProviderKeyRecord.fetchOne(
+                db.cachedStatement(sql: "SELECT * FROM provider_key WHERE user = ? AND provider = ?"),
+                arguments: [user.rawValue, credentials.provider.rawValue])
+            // The key may have been replaced since it was used: what OpenAI said is not about the new one.
+            guard let record, ProviderCredentials(credentials.provider, try record.key(openedWith: masterKey)) == credentials else {
+                return false
+            }
+            let columns = KeyHealthColumns(health)
+            try db.cachedStatement(sql: "UPDATE provider_key SET health = ?, health_checked_at = ?, health_code = ? WHERE user = ? AND provider = ?")
+                .execute(arguments: [columns.word, columns.checkedAt, columns.code, user.rawValue, credentials.provider.rawValue])
+            return true
+        }
+    }
+
+    public func storedKeys() async throws -> [StoredKeySummary] {
+        try await writer.read { [masterKey] db in
+            let rows = try Row.fetchAll(db, sql: """
+                SELECT k.*, a.global_id FROM provider_key k JOIN user_account a ON a.user = k.user ORDER BY k.user, k.provider
+                """)
+            return try rows.compactMap { row in
+                let record = try ProviderKeyRecord(row: row)
+                guard let provider = Provider(rawValue: record.provider), let globalID = UUID(uuidString: row["global_id"]) else { return nil }
+                let key = try record.key(openedWith: masterKey)
+                return StoredKeySummary(
+                    user: UserID(trusted: record.user), globalID: globalID, provider: provider, maskedKey: APIKeyMask.mask(key.apiKey),
+                    name: key.apiKeyName, organization: key.organizationKey, createdAt: record.createdAt, updatedAt: record.updatedAt,
+                    health: try KeyHealthColumns.health(word: row["health"], checkedAt: row["health_checked_at"], code: row["health_code"]))
+            }
+        }
+    }
+
+    public func keysDueForCheck(checkedBefore cutoff: Date, limit: Int) async throws -> [(UserID, ProviderCredentials)] {
+        try await writer.read { [masterKey] db in
+            let records = try ProviderKeyRecord.fetchAll(db, sql: """
+                SELECT * FROM provider_key WHERE health_checked_at IS NULL OR health_checked_at < ?
+                ORDER BY health_checked_at IS NOT NULL, health_checked_at LIMIT ?
+                """, arguments: [cutoff, limit])
+            return try records.compactMap { record in
+                guard let provider = Provider(rawValue: record.provider) else { return nil }
+                return (UserID(trusted: record.user), ProviderCredentials(provider, try record.key(openedWith: masterKey)))
+            }
+        }
+    }
+}

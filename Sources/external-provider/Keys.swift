@@ -1,0 +1,58 @@
+import ArgumentParser
+import ExternalProviderCore
+import ExternalProviderServer
+import ExternalProviderStore
+import Foundation
+
+struct Keys: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "See the stored keys, masked, and what OpenAI last said of each.",
+        subcommands: [List.self]
+    )
+
+    struct List: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "List stored keys: user, provider, masked key, name, organization, health and last check.")
+
+        @Flag(help: "One JSON array instead of a table.") var json = false
+
+        @Option(help: "Only keys of this health: valid, rejected or unverified.") var health: String?
+
+        @OptionGroup var store: StoreOptions
+
+        func run() async throws {
+            if let health, !["valid", "rejected", "unverified"].contains(health) {
+                fail("unknown health '\(health)'; use valid, rejected or unverified")
+            }
+            let keys = try await openStore(store).storedKeys().filter { health == nil || $0.health.name == health }
+            let dates = ISO8601DateFormatter()
+            if json {
+                let rows: [[String: Any]] = keys.map { key in
+                    var row: [String: Any] = [
+                        "user": key.user.rawValue, "global_id": key.globalID.uuidString.lowercased(), "provider": key.provider.rawValue,
+                        "api_key": key.maskedKey, "created": dates.string(from: key.createdAt), "updated": dates.string(from: key.updatedAt),
+                        "health": key.health.name,
+                    ]
+                    row["api_key_name"] = key.name
+                    row["organization_key"] = key.organization
+                    row["last_check"] = key.health.checkedAt.map(dates.string)
+                    if case .rejected(_, let code) = key.health { row["error_code"] = code }
+                    return row
+                }
+                let data = try JSONSerialization.data(withJSONObject: rows, options: [.prettyPrinted, .sortedKeys])
+                print(String(decoding: data, as: UTF8.self))
+                return
+            }
+            func column(_ text: String, _ width: Int) -> String { text.padding(toLength: max(width, text.count + 1), withPad: " ", startingAt: 0) }
+            print(column("USER", 24) + column("PROVIDER", 9) + column("KEY", 12) + column("NAME", 14) + column("ORGANIZATION", 16)
+                + column("HEALTH", 26) + "LAST CHECK")
+            for key in keys {
+                var health = key.health.name
+                if case .rejected(_, let code) = key.health { health += " (\(code))" }
+                print(column(key.user.rawValue, 24) + column(key.provider.rawValue, 9) + column(key.maskedKey, 12)
+                    + column(key.name ?? "", 14) + column(key.organization ?? "", 16) + column(health, 26)
+                    + (key.health.checkedAt.map(dates.string) ?? "never"))
+            }
+        }
+    }
+}
