@@ -23,7 +23,7 @@ from http.client import HTTPConnection
 from pathlib import Path
 
 from memory_rounds import measure as memory_rounds
-from relay_bench import KEY as RELAY_KEY, Nginx
+from relay_bench import KEY as RELAY_KEY, LiteLLM, Nginx, time_to_first_event
 
 ROOT = Path(__file__).resolve().parents[1]
 LUA = ROOT / "bench" / "wrk" / "workload.lua"
@@ -266,8 +266,9 @@ class Endpoint:
 def relay_rows(binary, workdir, loads, args):
     """A small chat completion and a streamed one: straight to the stand-in upstream, through our relay,
     and through nginx proxy_pass setting the key. Each row's RSS is the serving proxy's."""
-    upstream_port, proxy_port = free_port(), free_port()
+    upstream_port, proxy_port, litellm_port = free_port(), free_port(), free_port()
     nginx = Nginx(workdir, upstream_port, proxy_port)
+    litellm = LiteLLM(ROOT, workdir, upstream_port, litellm_port) if args.peer == "litellm" else None
     ours = ExternalProvider(binary, workdir).start(extra_args=["--openai-base-url", f"http://127.0.0.1:{upstream_port}"])
     try:
         connection = HTTPConnection("127.0.0.1", ours.port, timeout=30)
@@ -281,7 +282,16 @@ def relay_rows(binary, workdir, loads, args):
             "relay": Endpoint(ours.url, ours.credential, ours.process.pid),
             "nginx": Endpoint(f"http://127.0.0.1:{proxy_port}", RELAY_KEY, nginx.pid),
         }
-        rows = {}
+        if litellm:
+            endpoints["litellm"] = Endpoint(f"http://127.0.0.1:{litellm_port}", LiteLLM.MASTER_KEY, litellm.pid)
+        rows = {"time_to_first_event": {
+            "direct": time_to_first_event(upstream_port, "/v1/chat/completions?stream=1", {"Authorization": f"Bearer {RELAY_KEY}"}),
+            "relay": time_to_first_event(ours.port, "/open_ai/v1/chat/completions?stream=1",
+                                         {"X-Application-ID": ours.credential, "X-User-ID": "bench-relay"}),
+            "nginx": time_to_first_event(proxy_port, "/open_ai/v1/chat/completions?stream=1", {}),
+        }}
+        if litellm:
+            rows["litellm_version"] = litellm.version
         for kind in ("chat", "stream"):
             for via, endpoint in endpoints.items():
                 print(f"relay: {kind} {via}", file=sys.stderr)
@@ -290,6 +300,8 @@ def relay_rows(binary, workdir, loads, args):
     finally:
         ours.stop()
         nginx.stop()
+        if litellm:
+            litellm.stop()
 
 
 def start_up(binary, workdir, runs=5):
@@ -314,7 +326,7 @@ def fmt_ms(microseconds):
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--binary", required=True)
-    parser.add_argument("--peer", choices=["openbao"])
+    parser.add_argument("--peer", choices=["openbao", "litellm"])
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="2 s per row, 1 s warm-up")
@@ -410,15 +422,27 @@ def render(report):
         relay = report["relay"]
         lines += ["", "## relay: a small chat completion, direct to a stand-in upstream (nginx, from memory), "
                       "through our relay, and through nginx proxy_pass setting the key", "",
-                  "| answer | conns | direct req/s | relay req/s | nginx req/s | relay ÷ nginx | p50 ms direct / relay / nginx | relay p50 added ms | relay p99 ms | errors relay | relay peak RSS MiB |",
-                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+                  "| answer | conns | direct req/s | relay req/s | nginx req/s | LiteLLM req/s | relay ÷ nginx | relay ÷ LiteLLM | p50 ms direct / relay / nginx / LiteLLM | relay p50 added ms | relay p99 ms | errors relay / LiteLLM | peak RSS MiB relay / LiteLLM |",
+                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
         for kind, label in (("chat", "plain JSON"), ("stream", "streamed, 20 events")):
-            for direct, mine, theirs in zip(relay[f"{kind}_direct"], relay[f"{kind}_relay"], relay[f"{kind}_nginx"]):
+            peers = relay.get(f"{kind}_litellm") or [None] * len(relay[f"{kind}_relay"])
+            for direct, mine, theirs, peer in zip(relay[f"{kind}_direct"], relay[f"{kind}_relay"], relay[f"{kind}_nginx"], peers):
                 lat = lambda row: row["latency_us"]["p50"]
+                peer_rps = f"{peer['rps']:,.0f}" if peer else "–"
+                peer_ratio = f"{mine['rps'] / peer['rps']:.1f}×" if peer and peer["rps"] else "–"
+                peer_p50 = fmt_ms(lat(peer)) if peer else "–"
                 lines.append(
-                    f"| {label} | {mine['connections']} | {direct['rps']:,.0f} | {mine['rps']:,.0f} | {theirs['rps']:,.0f} | "
-                    f"{mine['rps'] / theirs['rps']:.2f}× | {fmt_ms(lat(direct))} / {fmt_ms(lat(mine))} / {fmt_ms(lat(theirs))} | "
-                    f"{(lat(mine) - lat(direct)) / 1000:.3f} | {fmt_ms(mine['latency_us']['p99'])} | {error_count(mine)} | {mine['peak_rss_mib']:.1f} |")
+                    f"| {label} | {mine['connections']} | {direct['rps']:,.0f} | {mine['rps']:,.0f} | {theirs['rps']:,.0f} | {peer_rps} | "
+                    f"{mine['rps'] / theirs['rps']:.2f}× | {peer_ratio} | {fmt_ms(lat(direct))} / {fmt_ms(lat(mine))} / {fmt_ms(lat(theirs))} / {peer_p50} | "
+                    f"{(lat(mine) - lat(direct)) / 1000:.3f} | {fmt_ms(mine['latency_us']['p99'])} | "
+                    f"{error_count(mine)} / {error_count(peer) if peer else '–'} | {mine['peak_rss_mib']:.1f} / {peer['peak_rss_mib'] if peer else 0:.1f} |")
+        if "litellm_version" in relay:
+            lines.append(f"\nLiteLLM {relay['litellm_version']} (proxy, 1 worker) beside it.")
+    if "relay" in report and "time_to_first_event" in report["relay"]:
+        first = report["relay"]["time_to_first_event"]
+        lines += ["", "Time to the first event of a streamed completion, one request at a time (500 after 50 warm-up): "
+                  + "; ".join(f"{via} p50 {first[via]['p50_ms']:.3f} ms, p99 {first[via]['p99_ms']:.3f} ms" for via in ("direct", "relay", "nginx"))
+                  + f"; relay adds {first['relay']['p50_ms'] - first['direct']['p50_ms']:.3f} ms at p50 (target ≤ 1 ms)."]
     if "memory_bursts" in report:
         bursts = report["memory_bursts"]
         after = bursts["after"]

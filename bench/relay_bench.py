@@ -3,10 +3,13 @@ stand-in upstream, through our relay, and through nginx `proxy_pass` setting the
 for a proxy. The upstream is nginx too, answering from memory, so it is never the bottleneck."""
 
 import json
+import os
 import shutil
 import subprocess
 import tempfile
+import sys
 import time
+import urllib.request
 from pathlib import Path
 
 KEY = "sk-bench-relay-0123456789abcdefWxyz"
@@ -42,6 +45,8 @@ http {{
             if ($arg_stream) {{ return 200 '{STREAM}'; }}
             return 200 '{COMPLETION}';
         }}
+        # LiteLLM cannot add a query: its streamed model has its own base URL.
+        location = /stream/v1/chat/completions {{ default_type text/event-stream; return 200 '{STREAM}'; }}
         location = /v1/models {{ default_type application/json; return 200 '{{"object":"list","data":[]}}'; }}
     }}
     # The floor for a proxy: pass through, setting the key.
@@ -73,8 +78,80 @@ class Nginx:
         subprocess.run(["kill", str(self.pid)], check=False)
 
 
+LITELLM_VERSION = "1.108.7"
+
+
+class LiteLLM:
+    """The LiteLLM proxy, which teams run for this today: one worker, the stand-in as its OpenAI, any
+    caller authenticated by its master key, as ours is by an application id, logging off. Installed into
+    bench/.venv-litellm on first use."""
+
+    MASTER_KEY = "sk-bench-litellm-master-0123456789"
+
+    def __init__(self, root, workdir, upstream_port, port):
+        venv = root / "bench" / ".venv-litellm"
+        if not (venv / "bin" / "litellm").exists():
+            subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+            subprocess.run([str(venv / "bin" / "pip"), "install", "-q", f"litellm[proxy]=={LITELLM_VERSION}"], check=True)
+        self.workdir = Path(tempfile.mkdtemp(dir=workdir, prefix="litellm-"))
+        config = self.workdir / "config.yaml"
+        config.write_text(f"""model_list:
+  - model_name: gpt-4o-mini
+    litellm_params: {{model: openai/gpt-4o-mini, api_base: "http://127.0.0.1:{upstream_port}/v1", api_key: "{KEY}"}}
+  - model_name: gpt-4o-mini-stream
+    litellm_params: {{model: openai/gpt-4o-mini, api_base: "http://127.0.0.1:{upstream_port}/stream/v1", api_key: "{KEY}"}}
+litellm_settings: {{set_verbose: false, json_logs: false}}
+general_settings: {{master_key: "{self.MASTER_KEY}"}}
+""")
+        self.log = open(self.workdir / "litellm.log", "wb")
+        self.process = subprocess.Popen(
+            [str(venv / "bin" / "litellm"), "--config", str(config), "--host", "127.0.0.1", "--port", str(port), "--num_workers", "1"],
+            stdout=self.log, stderr=subprocess.STDOUT, env={**os.environ, "LITELLM_LOG": "ERROR", "DISABLE_SCHEMA_UPDATE": "true"})
+        self.pid = self.process.pid
+        self.version = subprocess.run([str(venv / "bin" / "pip"), "show", "litellm"], capture_output=True, text=True).stdout.split("Version: ")[1].split()[0]
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health/liveliness", timeout=1):
+                    return
+            except OSError:
+                if self.process.poll() is not None:
+                    raise RuntimeError("LiteLLM exited: " + (self.workdir / "litellm.log").read_text()[-2000:])
+                time.sleep(0.2)
+        raise RuntimeError("LiteLLM did not start within 120 s")
+
+    def stop(self):
+        self.process.terminate()
+        self.process.wait(timeout=30)
+
+
 def _wait_for(path, timeout=10):
     deadline = time.monotonic() + timeout
     while not path.exists() and time.monotonic() < deadline:
         time.sleep(0.02)
     return path
+
+
+def time_to_first_event(port, path, headers, requests=500):
+    """Median and p99 milliseconds from sending a streamed chat completion to its first body byte, one
+    request at a time on one keep-alive connection."""
+    import statistics
+    from http.client import HTTPConnection
+
+    body = json.dumps({"model": "gpt-4o-mini", "stream": True, "messages": [{"role": "user", "content": "Say hello"}]})
+    connection = HTTPConnection("127.0.0.1", port, timeout=30)
+    samples = []
+    for index in range(requests + 50):
+        started = time.perf_counter()
+        connection.request("POST", path, body, {"Content-Type": "application/json", **headers})
+        response = connection.getresponse()
+        first = response.read(1)
+        elapsed = time.perf_counter() - started
+        rest = response.read()
+        if response.status != 200 or not (first + rest).startswith(b"data: "):
+            raise RuntimeError(f"streamed request failed: {response.status} {(first + rest)[:200]!r}")
+        if index >= 50:  # the first 50 warm up
+            samples.append(elapsed * 1000)
+    connection.close()
+    samples.sort()
+    return {"p50_ms": statistics.median(samples), "p99_ms": samples[int(len(samples) * 0.99) - 1]}

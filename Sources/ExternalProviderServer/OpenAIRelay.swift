@@ -8,6 +8,7 @@ import Logging
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import Synchronization
 
 /// Puts a stored key to work without handing it out: `/open_ai/v1/{path}` is forwarded to
 /// `{base}/v1/{path}` with the user's key added on the way out. Query and body pass unchanged, both ways
@@ -40,11 +41,12 @@ public struct OpenAIRelay: Sendable {
             throw Problem(.notFound, "User '\(user)' has no OpenAI key: store one with /external_provider/api_key/create first.")
         }
         let started = ContinuousClock.now
-        let upstream = try upstreamRequest(for: request, key: key)
+        let (upstream, upload) = try upstreamRequest(for: request, key: key)
         let response: HTTPClientResponse
         do {
             response = try await client.execute(upstream, deadline: .now() + timeout, logger: logger)
         } catch {
+            await upload?.close()
             throw Self.problem(for: error, maxBodyBytes: maxBodyBytes)
         }
         let status = Int(response.status.code)
@@ -56,11 +58,19 @@ public struct OpenAIRelay: Sendable {
                 "application": "\(context.application?.name ?? "")",
             ])
         if (300..<400).contains(status) {
+            await upload?.close()
             throw Problem(.badGateway, "OpenAI answered with a redirect (\(status)), which is not followed because it would send the key elsewhere.")
         }
         let credentials = ProviderCredentials(.openAI, key)
         if status == 401 {
-            return try await rejectedKeyResponse(response, user: user, credentials: credentials)
+            do {
+                let answer = try await rejectedKeyResponse(response, user: user, credentials: credentials)
+                await upload?.close()
+                return answer
+            } catch {
+                await upload?.close()
+                throw error
+            }
         }
         if (200..<300).contains(status) {
             // Off the answer's path: at most one write a minute per key, and the answer need not wait.
@@ -70,10 +80,17 @@ public struct OpenAIRelay: Sendable {
             status: .init(code: status, reasonPhrase: response.status.reasonPhrase),
             headers: Self.passedBack(response.headers),
             body: ResponseBody(contentLength: Self.contentLength(response.headers)) { writer in
-                for try await chunk in response.body {
-                    try await writer.write(chunk)
+                do {
+                    for try await chunk in response.body {
+                        try await writer.write(chunk)
+                    }
+                    try await writer.finish(nil)
+                } catch {
+                    await upload?.close()
+                    throw error
                 }
-                try await writer.finish(nil)
+                // Upstream may have answered before reading the whole body; the server reads the rest.
+                await upload?.close()
             }
         )
     }
@@ -107,7 +124,9 @@ public struct OpenAIRelay: Sendable {
         }
     }
 
-    private func upstreamRequest(for request: Request, key: ProviderKey) throws -> HTTPClientRequest {
+    /// The request to OpenAI, and the upload of its body, if it has one, which must be closed before the
+    /// relay's answer is complete.
+    private func upstreamRequest(for request: Request, key: ProviderKey) throws -> (HTTPClientRequest, RelayUpload?) {
         var url = baseURL + "/v1" + request.uri.path.dropFirst(Self.pathPrefix.count)
         if let query = request.uri.query { url += "?" + query }
         var upstream = HTTPClientRequest(url: url)
@@ -121,12 +140,10 @@ public struct OpenAIRelay: Sendable {
         }
         let declared = request.headers[.contentLength].flatMap(Int.init)
         if let declared, declared > maxBodyBytes { throw Self.bodyTooLarge(maxBodyBytes) }
-        if let declared {
-            if declared > 0 { upstream.body = .stream(LimitedBody(base: request.body, limit: maxBodyBytes), length: .known(Int64(declared))) }
-        } else if request.headers[.transferEncoding] != nil {
-            upstream.body = .stream(LimitedBody(base: request.body, limit: maxBodyBytes), length: .unknown)
-        }
-        return upstream
+        guard (declared ?? 0) > 0 || (declared == nil && request.headers[.transferEncoding] != nil) else { return (upstream, nil) }
+        let upload = RelayUpload(request.body, limit: maxBodyBytes)
+        upstream.body = .stream(upload, length: declared.map { .known(Int64($0)) } ?? .unknown)
+        return (upstream, upload)
     }
 
     /// The caller's credentials, its choice of organization or project (the stored key decides), cookies,
@@ -163,7 +180,7 @@ public struct OpenAIRelay: Sendable {
 
     /// Sorts what went wrong before OpenAI's answer began, by the error's type.
     static func problem(for error: any Error, maxBodyBytes: Int) -> Problem {
-        if error is LimitedBody.TooLarge { return bodyTooLarge(maxBodyBytes) }
+        if error is RelayUpload.TooLarge { return bodyTooLarge(maxBodyBytes) }
         if let error = error as? HTTPClientError {
             switch error {
             case .deadlineExceeded, .readTimeout:
@@ -184,29 +201,84 @@ public struct OpenAIRelay: Sendable {
     }
 }
 
-/// The request body on its way to OpenAI, ended with an error once it passes the limit: a body of no
-/// declared length (chunked) must not stream on without bound.
-struct LimitedBody: AsyncSequence, Sendable {
+/// The request body on its way to OpenAI. It ends with `TooLarge` once it passes the limit, so a body of
+/// no declared length (chunked) cannot stream on without bound. And it can be closed: an upstream may
+/// answer before it has read the whole body, and once the relay has answered, the server reads what is
+/// left of the body itself. Two readers of one body at once would break it, so `close()` waits for a read
+/// in flight, and reads after it end the stream without touching the body.
+final class RelayUpload: AsyncSequence, Sendable {
     typealias Element = ByteBuffer
     struct TooLarge: Error {}
 
-    let base: RequestBody
-    let limit: Int
-
-    struct AsyncIterator: AsyncIteratorProtocol {
-        var base: RequestBody.AsyncIterator
-        let limit: Int
+    private struct State {
+        var reading = false
+        var closed = false
         var seen = 0
+        var closers: [CheckedContinuation<Void, Never>] = []
+    }
 
-        mutating func next() async throws -> ByteBuffer? {
-            guard let chunk = try await base.next() else { return nil }
-            seen += chunk.readableBytes
-            if seen > limit { throw TooLarge() }
-            return chunk
+    /// Read by one reader at a time, which `State.reading` ensures.
+    private final class Body: @unchecked Sendable {
+        var iterator: RequestBody.AsyncIterator
+        init(_ body: RequestBody) { iterator = body.makeAsyncIterator() }
+    }
+
+    private let body: Body
+    private let limit: Int
+    private let state = Mutex(State())
+
+    init(_ body: RequestBody, limit: Int) {
+        self.body = Body(body)
+        self.limit = limit
+    }
+
+    func read() async throws -> ByteBuffer? {
+        let open = state.withLock { state in
+            guard !state.closed else { return false }
+            state.reading = true
+            return true
+        }
+        guard open else { return nil }
+        let chunk: ByteBuffer?
+        do {
+            chunk = try await body.iterator.next()
+        } catch {
+            finishRead(adding: 0)
+            throw error
+        }
+        guard finishRead(adding: chunk?.readableBytes ?? 0) <= limit else { throw TooLarge() }
+        return chunk
+    }
+
+    /// After this returns, nothing here reads the body again.
+    func close() async {
+        await withCheckedContinuation { continuation in
+            let now = state.withLock { state in
+                state.closed = true
+                guard state.reading else { return true }
+                state.closers.append(continuation)
+                return false
+            }
+            if now { continuation.resume() }
         }
     }
 
-    func makeAsyncIterator() -> AsyncIterator {
-        AsyncIterator(base: base.makeAsyncIterator(), limit: limit)
+    @discardableResult
+    private func finishRead(adding count: Int) -> Int {
+        let (seen, closers) = state.withLock { state in
+            state.reading = false
+            state.seen += count
+            defer { state.closers = [] }
+            return (state.seen, state.closers)
+        }
+        for closer in closers { closer.resume() }
+        return seen
     }
+
+    struct AsyncIterator: AsyncIteratorProtocol {
+        let upload: RelayUpload
+        mutating func next() async throws -> ByteBuffer? { try await upload.read() }
+    }
+
+    func makeAsyncIterator() -> AsyncIterator { AsyncIterator(upload: self) }
 }

@@ -66,10 +66,14 @@ function request()
     -- A small chat completion: straight to the stand-in upstream (`_direct`, the credential is the key),
     -- through our relay (`_relay`, the credential is an application id) or through nginx (`_nginx`).
     local via = workload:match("_(%a+)$")
-    local path = via == "direct" and "/v1/chat/completions" or "/open_ai/v1/chat/completions"
+    local path = (via == "direct" or via == "litellm") and "/v1/chat/completions" or "/open_ai/v1/chat/completions"
     local stream = workload:sub(1, 7) == "stream_" and "true" or "false"
-    -- The stand-in upstream picks its answer by the query, which every hop passes unchanged.
-    if stream == "true" then path = path .. "?stream=1" end
+    local model = "gpt-4o-mini"
+    -- The stand-in upstream picks its answer by the query, which every hop passes unchanged, except
+    -- LiteLLM, whose streamed model has a base URL of its own.
+    if stream == "true" then
+      if via == "litellm" then model = "gpt-4o-mini-stream" else path = path .. "?stream=1" end
+    end
     local chat_headers = { ["Content-Type"] = "application/json" }
     if via == "relay" then
       chat_headers["X-Application-ID"] = credential
@@ -78,7 +82,7 @@ function request()
       chat_headers["Authorization"] = "Bearer " .. credential
     end
     return wrk.format("POST", path, chat_headers,
-      '{"model":"gpt-4o-mini","stream":' .. stream .. ',"messages":[{"role":"user","content":"Say hello"}]}')
+      '{"model":"' .. model .. '","stream":' .. stream .. ',"messages":[{"role":"user","content":"Say hello"}]}')
   elseif workload == "health" then
     return wrk.format("GET", "/health")
   elseif workload == "bao_write" or workload == "bao_write_one" then

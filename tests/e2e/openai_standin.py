@@ -82,6 +82,11 @@ class StandInOpenAI:
                 return self.rfile.read(int(self.headers.get("Content-Length") or 0))
 
             def relayed_request(self):
+                if self.path == "/v1/early-answer":
+                    # Answers before reading the body, as nginx's `return` does, then reads it anyway.
+                    self.reply(200, {"object": "early"})
+                    self.read_body()
+                    return
                 body = self.read_body()
                 path, _, query = self.path.partition("?")
                 record = {"method": self.command, "path": path, "query": query, "headers": dict(self.headers.items()),

@@ -272,3 +272,18 @@ def test_a_key_openai_refuses_through_the_relay_turns_rejected_until_replaced(se
     relay_client(server, user="auth0|health").chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "Hi"}])
     [valid] = keys_list(server, "--json")
     assert valid["health"] == "valid" and valid["organization_key"] == "org-health"
+
+
+def test_an_upstream_that_answers_before_reading_the_body(server, relay_user):
+    """The relay once answered while its upload still read the request body, and the server's own read of
+    the rest then ran beside it: the process crashed on the second reader."""
+    import http.client
+
+    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+    for _ in range(20):
+        connection.request("POST", "/open_ai/v1/early-answer", body=b"x" * 2_000_000,
+                           headers={"Content-Type": "application/octet-stream", "X-Application-ID": server.application_id,
+                                    "X-User-ID": relay_user})
+        response = connection.getresponse()
+        assert (response.status, response.read()) == (200, b'{"object": "early"}')
+    assert server.process.poll() is None
