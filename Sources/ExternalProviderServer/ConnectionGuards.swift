@@ -49,7 +49,12 @@ final class ConnectionGuardHandler: ChannelDuplexHandler, RemovableChannelHandle
     private let requestTimeout: TimeAmount
     private let logger: Logger
     private var counted = false
-    private var deadline: Scheduled<Void>?
+    /// When the request being read began; `nil` between requests.
+    private var requestStarted: NIODeadline?
+    /// One timer per connection, not per request: scheduling and cancelling one for every request cost
+    /// a few percent of a small request. When it fires it closes an overdue request's connection, or sets
+    /// itself for the current request's deadline.
+    private var timer: Scheduled<Void>?
     private var closeAfterResponse = false
 
     init(limit: ConnectionLimit, requestTimeout: TimeAmount, logger: Logger) {
@@ -80,9 +85,9 @@ final class ConnectionGuardHandler: ChannelDuplexHandler, RemovableChannelHandle
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         switch unwrapInboundIn(data) {
-        case .head: arm(context)
+        case .head: begin(context)
         case .body: break
-        case .end: disarm()
+        case .end: requestStarted = nil
         }
         context.fireChannelRead(data)
     }
@@ -99,7 +104,7 @@ final class ConnectionGuardHandler: ChannelDuplexHandler, RemovableChannelHandle
                 context.write(data, promise: promise)
                 return
             }
-            disarm()
+            requestStarted = nil
             let loop = context.eventLoop.assumeIsolated()
             context.writeAndFlush(data).assumeIsolated().whenComplete { result in
                 promise?.completeWith(result)
@@ -117,7 +122,7 @@ final class ConnectionGuardHandler: ChannelDuplexHandler, RemovableChannelHandle
             return
         }
         counted = true
-        arm(context)
+        begin(context)
     }
 
     private func releaseSlot() {
@@ -126,16 +131,30 @@ final class ConnectionGuardHandler: ChannelDuplexHandler, RemovableChannelHandle
         limit.release()
     }
 
-    private func arm(_ context: ChannelHandlerContext) {
-        guard deadline == nil else { return }
-        deadline = context.eventLoop.assumeIsolated().scheduleTask(in: requestTimeout) { [logger] in
-            logger.debug("closed a connection whose request did not arrive within --request-timeout")
-            context.close(promise: nil)
+    /// A request begins: at the connection's start for the first, at its head for later ones. One that
+    /// began already (the first request's head) keeps its start.
+    private func begin(_ context: ChannelHandlerContext) {
+        if requestStarted == nil { requestStarted = .now() }
+        if timer == nil { setTimer(context) }
+    }
+
+    private func setTimer(_ context: ChannelHandlerContext) {
+        guard let started = requestStarted else { return }
+        timer = context.eventLoop.assumeIsolated().scheduleTask(deadline: started + requestTimeout) { [self] in
+            timer = nil
+            guard let started = requestStarted else { return }
+            if NIODeadline.now() >= started + requestTimeout {
+                logger.debug("closed a connection whose request did not arrive within --request-timeout")
+                context.close(promise: nil)
+            } else {
+                setTimer(context)
+            }
         }
     }
 
     private func disarm() {
-        deadline?.cancel()
-        deadline = nil
+        timer?.cancel()
+        timer = nil
+        requestStarted = nil
     }
 }

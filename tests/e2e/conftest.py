@@ -52,6 +52,7 @@ class Server:
 
     def launch(self):
         """Starts the process without waiting for it to serve, so several can start at once."""
+        self.log_start = self.log_path.stat().st_size if self.log_path.exists() else 0
         self.log = open(self.log_path, "ab")
         self.process = subprocess.Popen(
             [str(BINARY), "serve", "--port", str(self.port), "--data-dir", str(self.data_dir), "--log-level", "trace",
@@ -89,6 +90,10 @@ class Server:
 
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def log_since_launch(self) -> str:
+        """What this process wrote: a log file is per port, and a port may come round again."""
+        return self.log_path.read_bytes()[self.log_start:].decode(errors="replace") if self.log_path.exists() else ""
 
     @property
     def application_id(self) -> str:
