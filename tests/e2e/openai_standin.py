@@ -27,6 +27,7 @@ class StandInOpenAI:
         self.requests = []
         self.relayed = []
         self.streams = []
+        self.cut_short = 0
         self._lock = threading.Lock()
         standin = self
 
@@ -73,7 +74,10 @@ class StandInOpenAI:
                 if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
                     body = b""
                     while True:
-                        size = int(self.rfile.readline().strip(), 16)
+                        line = self.rfile.readline().strip()
+                        if not line:  # the sender cut the stream short
+                            raise ConnectionResetError("chunked body cut short")
+                        size = int(line, 16)
                         if size == 0:
                             self.rfile.readline()
                             return body
@@ -82,6 +86,13 @@ class StandInOpenAI:
                 return self.rfile.read(int(self.headers.get("Content-Length") or 0))
 
             def relayed_request(self):
+                try:
+                    self.answer_relayed()
+                except ConnectionResetError:
+                    with standin._lock:
+                        standin.cut_short += 1
+
+            def answer_relayed(self):
                 if self.path == "/v1/early-answer":
                     # Answers before reading the body, as nginx's `return` does, then reads it anyway.
                     self.reply(200, {"object": "early"})

@@ -109,6 +109,21 @@ def test_a_body_over_the_relay_limit_gets_413(workdir, openai):
         assert caught.value.status_code == 413
         assert caught.value.response.text == "A relayed request body must be at most 100000 bytes (--relay-max-body)."
         assert openai.relayed[mark:] == []
+        # A chunked body declares no length: it is counted as it streams, and cut at the limit.
+        import http.client
+        cut_before = openai.cut_short
+        connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+        connection.request("POST", "/open_ai/v1/files", body=iter([b"x" * 60_000] * 4), encode_chunked=True,
+                           headers={"Content-Type": "application/octet-stream", "X-Application-ID": server.application_id,
+                                    "X-User-ID": "auth0|relay"})
+        response = connection.getresponse()
+        assert (response.status, response.read()) == (413, b"A relayed request body must be at most 100000 bytes (--relay-max-body).")
+        assert openai.relayed[mark:] == []
+        deadline = time.monotonic() + 5
+        while openai.cut_short == cut_before and time.monotonic() < deadline:
+            time.sleep(0.05)
+        # The upstream got a body cut short, never a whole one.
+        assert openai.cut_short == cut_before + 1
     finally:
         server.stop()
 
