@@ -55,7 +55,7 @@ public func buildApplication(
         boundHost: arguments.host, port: arguments.port,
         allowedHosts: arguments.allowedHosts, allowedOrigins: arguments.allowedOrigins)
     var services: [any Service] = [MemoryTrimmer(logger: logger)]
-    let verifyTimeout = TimeAmount.milliseconds(Int64(arguments.verifyTimeout * 1000))
+    let verifyTimeout = TimeAmount(seconds: arguments.verifyTimeout)
     let openAIClient = OpenAIKeyVerifier.makeClient(timeout: verifyTimeout)
     services.append(HTTPClientService(client: openAIClient))
     // The same calls check a key before it is stored and list a user's models.
@@ -67,14 +67,13 @@ public func buildApplication(
         services.append(KeyRechecker(store: store, verifier: openAI, interval: arguments.recheckInterval, logger: logger))
     }
     let connections = ConnectionLimit(maximum: connectionCap(arguments.maxConnections, logger: logger))
-    let relayTimeout = TimeAmount.milliseconds(Int64(arguments.relayTimeout * 1000))
-    let relayClient = OpenAIRelay.makeClient(
-        timeout: relayTimeout, connectTimeout: .milliseconds(Int64(arguments.verifyTimeout * 1000)), maxConnections: connections.maximum)
+    let relayTimeout = TimeAmount(seconds: arguments.relayTimeout)
+    let relayClient = OpenAIRelay.makeClient(timeout: relayTimeout, connectTimeout: verifyTimeout, maxConnections: connections.maximum)
     services.append(HTTPClientService(client: relayClient))
     let relay = OpenAIRelay(
         store: store, client: relayClient, baseURL: OpenAIKeyVerifier.trimmedBaseURL(arguments.openAIBaseURL),
         maxBodyBytes: arguments.relayMaxBody, timeout: relayTimeout, health: health, logger: logger)
-    let requestTimeout = TimeAmount.milliseconds(Int64(arguments.requestTimeout * 1000))
+    let requestTimeout = TimeAmount(seconds: arguments.requestTimeout)
     let connectionLogger = logger
     return Application(
         router: try buildRouter(
@@ -93,6 +92,13 @@ public func buildApplication(
         },
         logger: logger
     )
+}
+
+extension TimeAmount {
+    /// A setting's seconds, to the millisecond.
+    init(seconds: Double) {
+        self = .milliseconds(Int64(seconds * 1000))
+    }
 }
 
 /// `--max-connections`, lowered if the descriptor limit (raised to its hard limit first) leaves too few

@@ -92,6 +92,13 @@ final class RecentlyValidApplications: Sendable {
     }
 }
 
+extension ApplicationGrant {
+    /// An application bound to a user may use that user's key only; an unbound one, any user's.
+    func mayUseKey(of user: String) -> Bool {
+        boundUser.map { $0.isByteIdentical(to: user) } ?? true
+    }
+}
+
 /// The routes behind it need `scope`: an authenticated application without it gets 403, in a sentence
 /// that names the scope. The OpenAPI operations share one route group, so paths under `/open_ai/` (the
 /// model list) need `relay` instead.

@@ -14,8 +14,6 @@ public final class ConnectionLimit: Sendable {
         self.maximum = maximum
     }
 
-    public var openConnections: Int { open.load(ordering: .relaxed) }
-
     fileprivate func acquire() -> Bool {
         let (_, now) = open.add(1, ordering: .relaxed)
         if now <= maximum { return true }

@@ -15,8 +15,8 @@ extension ExternalProviderHandler {
         } catch {
             return .badRequest(.init(error.message))
         }
-        if let bound = RequestApplication.current?.boundUser, !bound.isByteIdentical(to: user.rawValue) {
-            return .forbidden(.init("This application is bound to one user and may not use another user's key."))
+        if RequestApplication.current?.mayUseKey(of: user.rawValue) == false {
+            return .forbidden(.init(Problem.boundToAnotherUser.message))
         }
         guard let key = try await store.account(for: user)?.keys[.openAI] else {
             return .unauthorized(.init("User '\(user)' has no OpenAI key, so there are no models to list: store one with /external_provider/api_key/create."))

@@ -109,9 +109,7 @@ public struct OpenAIRelay: Sendable {
     static func user(for request: Request, application: ApplicationGrant?) throws -> UserID {
         let named = request.headers[userHeader]
         if let bound = application?.boundUser {
-            if let named, !named.isByteIdentical(to: bound) {
-                throw Problem(.forbidden, "This application is bound to one user and may not use another user's key.")
-            }
+            if let named, application?.mayUseKey(of: named) == false { throw Problem.boundToAnotherUser }
             return UserID(trusted: bound)
         }
         guard let named else {

@@ -27,7 +27,9 @@ struct Problem: Error, HTTPResponseError, Equatable {
             answeredBeforeBody: true)
     }
 
-        static func tooManyFailedAttempts(retryAfter seconds: Int) -> Problem {
+        static let boundToAnotherUser = Problem(.forbidden, "This application is bound to one user and may not use another user's key.")
+
+    static func tooManyFailedAttempts(retryAfter seconds: Int) -> Problem {
         Problem(
             .tooManyRequests, "Too many failed X-Application-ID attempts from this address; retry after \(seconds) seconds.",
             headers: [.retryAfter: "\(seconds)"], answeredBeforeBody: true)

@@ -144,15 +144,12 @@ public struct ServeSettings: AppArguments, Equatable {
         guard self.relayTimeout > 0, self.relayTimeout <= 86400 else {
             throw ServeFailure("the relay timeout must be more than 0 and at most 86400 seconds, not \(self.relayTimeout)")
         }
-        self.recheckInterval = try setting(
-            recheckInterval, "EXTERNAL_PROVIDER_RECHECK_INTERVAL", default: "24h",
-            expecting: "a duration such as 24h, 90m or 3600 (seconds), or 0 for never") { $0 }
-            .pipe { raw in
-                guard let seconds = Self.duration(raw), seconds >= 0 else {
-                    throw ServeFailure("--recheck-interval must be a duration such as 24h, 90m or 3600 (seconds), or 0 for never; not '\(raw)'")
-                }
-                return seconds
-            }
+        let interval = try setting(
+            recheckInterval, "EXTERNAL_PROVIDER_RECHECK_INTERVAL", default: "\(Int(Self.defaultRecheckInterval))", expecting: "a duration") { $0 }
+        guard let seconds = Self.duration(interval), seconds >= 0 else {
+            throw ServeFailure("--recheck-interval must be a duration such as 24h, 90m or 3600 (seconds), or 0 for never; not '\(interval)'")
+        }
+        self.recheckInterval = seconds
     }
 
     /// `90`, `90s`, `30m`, `24h` or `2d`, in seconds.
@@ -238,9 +235,4 @@ extension ServeFailure {
         guard named == 0 else { return nil }
         return Int(UInt16(bigEndian: address.sin_port))
     }
-}
-
-extension String {
-    /// Feeds the value to `transform`: lets a setting's raw text be parsed where it is read.
-    fileprivate func pipe<T>(_ transform: (String) throws -> T) rethrows -> T { try transform(self) }
 }

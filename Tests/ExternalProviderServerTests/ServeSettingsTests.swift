@@ -74,7 +74,14 @@ struct ServeSettingsTests {
     @Test("connection cap and request timeout: defaults, flags, environment, validation")
     func connectionSettings() throws {
         let defaults = try ServeSettings(host: nil, port: nil, dataDirectory: "/d", logLevel: nil, environment: [:])
-        #expect(defaults.maxConnections == 2048 && defaults.requestTimeout == 60)
+        #expect(defaults.maxConnections == 2048 && defaults.requestTimeout == 60 && defaults.recheckInterval == 86400)
+        for (text, seconds) in [("24h", 86400.0), ("90m", 5400), ("45s", 45), ("2d", 172_800), ("3600", 3600), ("0", 0)] {
+            #expect(try ServeSettings(host: nil, port: nil, dataDirectory: "/d", logLevel: nil, recheckInterval: text, environment: [:]).recheckInterval == seconds)
+        }
+        #expect(try ServeSettings(host: nil, port: nil, dataDirectory: "/d", logLevel: nil, environment: ["EXTERNAL_PROVIDER_RECHECK_INTERVAL": "30m"]).recheckInterval == 1800)
+        for bad in ["soon", "-1h", "h", ""] {
+            #expect(throws: ServeFailure.self) { try ServeSettings(host: nil, port: nil, dataDirectory: "/d", logLevel: nil, recheckInterval: bad, environment: [:]) }
+        }
         let environment = ["EXTERNAL_PROVIDER_MAX_CONNECTIONS": "10", "EXTERNAL_PROVIDER_REQUEST_TIMEOUT": "2.5"]
         let fromEnvironment = try ServeSettings(host: nil, port: nil, dataDirectory: "/d", logLevel: nil, environment: environment)
         #expect(fromEnvironment.maxConnections == 10 && fromEnvironment.requestTimeout == 2.5)
