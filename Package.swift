@@ -3,7 +3,8 @@ import PackageDescription
 
 let package = Package(
     name: "external-provider",
-    platforms: [.macOS(.v14)],
+    // macOS 15: `Synchronization.Mutex` is there from 15 on.
+    platforms: [.macOS(.v15)],
     products: [
         .executable(name: "external-provider", targets: ["external-provider"]),
     ],
@@ -12,6 +13,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
         .package(url: "https://github.com/apple/swift-nio-extras", from: "1.35.2"),
+        .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.6"),
         .package(url: "https://github.com/apple/swift-http-types", from: "1.8.0"),
         .package(url: "https://github.com/apple/swift-crypto", from: "4.5.2"),
         .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
@@ -57,6 +59,7 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "NIOHTTPTypes", package: "swift-nio-extras"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
@@ -70,18 +73,27 @@ let package = Package(
                 "ExternalProviderStore",
                 "ExternalProviderCore",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
             ]
         ),
         .testTarget(name: "ExternalProviderCoreTests", dependencies: ["ExternalProviderCore"]),
         .testTarget(
             name: "ExternalProviderStoreTests",
-            dependencies: ["ExternalProviderStore", "ExternalProviderCore"]
+            dependencies: ["ExternalProviderStore", "ExternalProviderCore", .product(name: "GRDB", package: "GRDB.swift")]
         ),
         .testTarget(
             name: "ExternalProviderServerTests",
             dependencies: [
                 "ExternalProviderServer",
+                "ExternalProviderAPI",
+                "ExternalProviderCore",
+                "ExternalProviderStore",
+                .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "OpenAPIRuntime", package: "swift-openapi-runtime"),
+                .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "GRDB", package: "GRDB.swift"),

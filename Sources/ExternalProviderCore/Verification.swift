@@ -22,13 +22,21 @@ public struct ProviderCredentials: Sendable, Equatable {
     }
 }
 
-/// How a write relates to the provider's check of its credentials.
-public enum Verification: Sendable, Equatable {
-    /// Verification is off: keys are stored unchecked.
-    case off
-    /// The provider accepted `credentials` just now; `nil` when the operation changes no credentials.
-    case accepted(ProviderCredentials?, at: Date)
+/// What the provider said about a (key, organization) pair.
+public enum VerificationOutcome: Sendable, Equatable {
+    case accepted
+    /// The provider refused the pair (401/403); `code` is its error code, e.g. `invalid_api_key`.
+    case rejected(code: String)
+    /// No usable answer: refused connection, TLS failure, redirect, 429, 5xx, anything unexpected.
+    case unavailable(reason: String)
+    case timedOut
 }
+
+/// Checks credentials with their provider before they are stored.
+public protocol KeyVerifier: Sendable {
+    func verify(_ credentials: ProviderCredentials) async -> VerificationOutcome
+}
+
 
 extension KeyOperation {
     /// The credentials the provider must accept before this operation may be stored on top of `account`:

@@ -1,4 +1,5 @@
 import ExternalProviderAPI
+import ExternalProviderCore
 import ExternalProviderStore
 import Foundation
 import Hummingbird
@@ -88,7 +89,7 @@ public func buildApplication(
         // Said only once listening, so that a start that fails prints nothing but its one error line.
         onServerRunning: { [logger] channel in
             access.listening(on: channel.localAddress?.port ?? arguments.port)
-            logger.info("serving", metadata: ["data_dir": "\(arguments.dataDirectory)", "schema.migration": "\(store.schemaVersion)"])
+            logger.info("serving", metadata: ["data_dir": "\(arguments.dataDirectory)", "schema.migration": "\(DataVersion.current)"])
         },
         logger: logger
     )
@@ -155,7 +156,7 @@ func buildRouter(
         .add(middleware: authentication)
         .add(middleware: RequireScopeMiddleware(scope: .keys, exceptUnder: "/open_ai/"))
         .add(middleware: JSONBodyMiddleware())
-    try ExternalProviderHandler(store: store, verifier: verifier, models: models, health: health).registerHandlers(
+    try ExternalProviderHandler(keys: KeyService(store: store, verifier: verifier), models: models, health: health).registerHandlers(
         on: RecordingTransport(base: api, table: routes),
         // Compact JSON: the runtime's default pretty-prints, which costs bytes on every answer.
         configuration: .init(jsonEncodingOptions: [.sortedKeys]),

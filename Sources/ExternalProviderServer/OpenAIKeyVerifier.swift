@@ -6,21 +6,6 @@ import NIOCore
 import NIOHTTP1
 import ServiceLifecycle
 
-/// What the provider said about a (key, organization) pair.
-public enum VerificationOutcome: Sendable, Equatable {
-    case accepted
-    /// The provider refused the pair (401/403); `code` is its error code, e.g. `invalid_api_key`.
-    case rejected(code: String)
-    /// No usable answer: refused connection, TLS failure, redirect, 429, 5xx, anything unexpected.
-    case unavailable(reason: String)
-    case timedOut
-}
-
-/// Checks credentials with their provider before they are stored.
-public protocol KeyVerifier: Sendable {
-    func verify(_ credentials: ProviderCredentials) async -> VerificationOutcome
-}
-
 /// Asks the provider which models the credentials may use: the outcome, and on `.accepted` the body.
 public protocol ModelLister: Sendable {
     func listModels(_ credentials: ProviderCredentials) async -> (VerificationOutcome, Data?)
@@ -104,17 +89,10 @@ public struct OpenAIKeyVerifier: KeyVerifier, ModelLister {
     }
 
     static func outcome(for error: any Error) -> VerificationOutcome {
-        if let error = error as? HTTPClientError, [.readTimeout, .connectTimeout, .deadlineExceeded].contains(error) {
-            return .timedOut
+        switch UpstreamFailure(error) {
+        case .timedOut, .connectTimedOut: .timedOut
+        case let failure: .unavailable(reason: failure.reason)
         }
-        let described = String(describing: error)
-        if described.contains("connectionRefused") || described.contains("Connection refused") || described.contains("ECONNREFUSED") {
-            return .unavailable(reason: "the connection to OpenAI was refused")
-        }
-        if described.contains("SSL") || described.contains("TLS") || described.contains("certificate") {
-            return .unavailable(reason: "the TLS connection to OpenAI failed")
-        }
-        return .unavailable(reason: "the request to OpenAI failed (\(type(of: error)))")
     }
 
     /// OpenAI's `error.code` (or `error.type` when the code is null), kept only if it looks like a code,

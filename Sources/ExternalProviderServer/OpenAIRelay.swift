@@ -179,23 +179,12 @@ public struct OpenAIRelay: Sendable {
     /// Sorts what went wrong before OpenAI's answer began, by the error's type.
     static func problem(for error: any Error, maxBodyBytes: Int) -> Problem {
         if error is RelayUpload.TooLarge { return bodyTooLarge(maxBodyBytes) }
-        if let error = error as? HTTPClientError {
-            switch error {
-            case .deadlineExceeded, .readTimeout:
-                return Problem(.gatewayTimeout, "OpenAI did not begin to answer within --relay-timeout.")
-            case .connectTimeout:
-                return Problem(.badGateway, "OpenAI could not be reached: no connection within the connect timeout.")
-            default:
-                break
-            }
+        switch UpstreamFailure(error) {
+        case .timedOut:
+            return Problem(.gatewayTimeout, "OpenAI did not begin to answer within --relay-timeout.")
+        case let failure:
+            return Problem(.badGateway, "The request could not be relayed: \(failure.reason).")
         }
-        if let error = error as? IOError, error.errnoCode == ECONNREFUSED {
-            return Problem(.badGateway, "OpenAI could not be reached: the connection was refused.")
-        }
-        if error is NIOConnectionError {
-            return Problem(.badGateway, "OpenAI could not be reached: no connection could be made.")
-        }
-        return Problem(.badGateway, "The request to OpenAI failed (\(type(of: error))).")
     }
 }
 

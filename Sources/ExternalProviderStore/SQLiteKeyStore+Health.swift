@@ -33,12 +33,12 @@ struct KeyHealthColumns {
 
 extension SQLiteKeyStore {
     public func recordHealth(_ health: KeyHealth, of credentials: ProviderCredentials, for user: UserID) async throws -> Bool {
-        try await groupCommit.write { [masterKey] db in
+        try await groupCommit.write { [codec] db in
             let record = try ProviderKeyRecord.fetchOne(
                 db.cachedStatement(sql: "SELECT * FROM provider_key WHERE user = ? AND provider = ?"),
                 arguments: [user.rawValue, credentials.provider.rawValue])
             // The key may have been replaced since it was used: what OpenAI said is not about the new one.
-            guard let record, ProviderCredentials(credentials.provider, try record.key(openedWith: masterKey)) == credentials else {
+            guard let record, ProviderCredentials(credentials.provider, try record.key(openedWith: codec)) == credentials else {
                 return false
             }
             let columns = KeyHealthColumns(health)
@@ -49,14 +49,14 @@ extension SQLiteKeyStore {
     }
 
     public func storedKeys() async throws -> [StoredKeySummary] {
-        try await writer.read { [masterKey] db in
+        try await writer.read { [codec] db in
             let rows = try Row.fetchAll(db, sql: """
                 SELECT k.*, a.global_id FROM provider_key k JOIN user_account a ON a.user = k.user ORDER BY k.user, k.provider
                 """)
             return try rows.compactMap { row in
                 let record = try ProviderKeyRecord(row: row)
                 guard let provider = Provider(rawValue: record.provider), let globalID = UUID(uuidString: row["global_id"]) else { return nil }
-                let key = try record.key(openedWith: masterKey)
+                let key = try record.key(openedWith: codec)
                 return StoredKeySummary(
                     user: UserID(trusted: record.user), globalID: globalID, provider: provider, maskedKey: APIKeyMask.mask(key.apiKey),
                     name: key.apiKeyName, organization: key.organizationKey, createdAt: record.createdAt, updatedAt: record.updatedAt,
@@ -66,14 +66,14 @@ extension SQLiteKeyStore {
     }
 
     public func keysDueForCheck(checkedBefore cutoff: Date, limit: Int) async throws -> [(UserID, ProviderCredentials)] {
-        try await writer.read { [masterKey] db in
+        try await writer.read { [codec] db in
             let records = try ProviderKeyRecord.fetchAll(db, sql: """
                 SELECT * FROM provider_key WHERE health_checked_at IS NULL OR health_checked_at < ?
                 ORDER BY health_checked_at IS NOT NULL, health_checked_at LIMIT ?
                 """, arguments: [cutoff, limit])
             return try records.compactMap { record in
                 guard let provider = Provider(rawValue: record.provider) else { return nil }
-                return (UserID(trusted: record.user), ProviderCredentials(provider, try record.key(openedWith: masterKey)))
+                return (UserID(trusted: record.user), ProviderCredentials(provider, try record.key(openedWith: codec)))
             }
         }
     }

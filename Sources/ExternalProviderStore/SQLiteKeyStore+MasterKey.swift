@@ -6,10 +6,11 @@ extension SQLiteKeyStore {
     /// Afterwards the store opens only with `newKey`; this instance, still holding the old key, must not
     /// be used again. Returns the number of key rows re-sealed.
     public func rotateMasterKey(to newKey: MasterKey) async throws -> Int {
-        try await writer.write { [masterKey] db in
+        try await writer.write { [codec] db in
+            let next = SealedKeyCodec(masterKey: newKey)
             let rows = try ProviderKeyRecord.fetchAll(db)
             for var row in rows {
-                try row.reseal(from: masterKey, to: newKey)
+                try row.reseal(from: codec, to: next)
                 try row.update(db)
             }
             try StoreMetaRecord(name: StoreMetaRecord.masterKeyID, value: newKey.idBytes).update(db)

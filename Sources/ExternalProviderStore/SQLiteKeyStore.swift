@@ -12,7 +12,10 @@ public struct SQLiteKeyStore: KeyStore {
     /// Every key write goes through here, so concurrent writes share commits.
     let groupCommit: GroupCommitWriter
     let masterKey: MasterKey
-    public let schemaVersion: Int
+    /// Seals and opens every stored key under `masterKey`.
+    let codec: SealedKeyCodec
+
+    public var masterKeyID: String { masterKey.id }
 
     /// Opens (creating if needed) the store at `path`, migrates it, and refuses it if its values are
     /// sealed under another master key.
@@ -46,6 +49,7 @@ public struct SQLiteKeyStore: KeyStore {
         self.writer = writer
         self.groupCommit = GroupCommitWriter(writer)
         self.masterKey = masterKey
+        self.codec = SealedKeyCodec(masterKey: masterKey)
         let migrator = Self.migrator
         try writer.read { db in
             if try migrator.hasBeenSuperseded(db) {
@@ -54,7 +58,6 @@ public struct SQLiteKeyStore: KeyStore {
         }
         try migrator.migrate(writer)
         try writer.write { db in try Self.claim(db, for: masterKey) }
-        self.schemaVersion = migrator.migrations.count
     }
 
     private static func configuration() -> Configuration {
@@ -68,10 +71,22 @@ public struct SQLiteKeyStore: KeyStore {
         return configuration
     }
 
+    /// Each migration's name and the `DataVersion` it brings the store to, in order.
+    static let dataVersions: [(migration: String, dataVersion: Int)] = [
+        ("v1 accounts, sealed provider keys, applications", 1),
+        ("v2 application scopes and bound users, key health", 2),
+    ]
+
+    /// The `DataVersion` the store's applied migrations brought it to.
+    public func dataVersion() async throws -> Int {
+        let applied = try await writer.read { db in try Self.migrator.appliedIdentifiers(db) }
+        return Self.dataVersions.last { applied.contains($0.migration) }?.dataVersion ?? 0
+    }
+
     /// Migrations are registered once under a name and never edited after they ship.
     static var migrator: DatabaseMigrator {
         var migrator = DatabaseMigrator()
-        migrator.registerMigration("v1 accounts, sealed provider keys, applications") { db in
+        migrator.registerMigration(dataVersions[0].migration) { db in
             try db.create(table: UserAccountRecord.databaseTableName) { t in
                 t.primaryKey("user", .text)
                 t.column("global_id", .text).notNull().unique()
@@ -100,7 +115,7 @@ public struct SQLiteKeyStore: KeyStore {
                 t.column("value", .blob).notNull()
             }
         }
-        migrator.registerMigration("v2 application scopes and bound users, key health") { db in
+        migrator.registerMigration(dataVersions[1].migration) { db in
             // Existing applications keep what they could do: the three operations. `default` was made
             // for the local user, who also gets the relay.
             try db.execute(sql: "ALTER TABLE application ADD COLUMN scopes TEXT NOT NULL DEFAULT 'keys'")
@@ -132,27 +147,18 @@ public struct SQLiteKeyStore: KeyStore {
     }
 
     public func account(for user: UserID) async throws -> UserAccount? {
-        try await writer.read { [masterKey] db in try Self.load(user, in: db, masterKey: masterKey)?.account }
+        try await writer.read { [codec] db in try Self.load(user, in: db, codec: codec)?.account }
     }
 
-    public func perform(_ operation: KeyOperation, for user: UserID, verification: Verification) async throws -> UserAccount {
-        try await groupCommit.write { [masterKey] db in
+    public func changeAccount(of user: UserID, _ decide: @escaping @Sendable (UserAccount?) throws -> AccountChange) async throws -> UserAccount {
+        try await groupCommit.write { [masterKey, codec] db in
             // Another process may have rotated the master key since this store opened: never seal under a
             // key the store no longer records.
             try Self.claim(db, for: masterKey)
-            let loaded = try Self.load(user, in: db, masterKey: masterKey)
-            let before = loaded?.account
-            let after = try operation.apply(to: before, user: user)
-            let verifiedAt: Date?
-            switch verification {
-            case .off:
-                verifiedAt = nil
-            case .accepted(let credentials, let at):
-                guard operation.credentialsToVerify(on: before) == credentials else { throw VerificationOutdated() }
-                verifiedAt = at
-            }
-            try Self.save(after, replacing: loaded, in: db, masterKey: masterKey, verifiedAt: verifiedAt, now: Date())
-            return after
+            let loaded = try Self.load(user, in: db, codec: codec)
+            let change = try decide(loaded?.account)
+            try Self.save(change, replacing: loaded, in: db, codec: codec, now: Date())
+            return change.account
         }
     }
 
@@ -165,7 +171,7 @@ public struct SQLiteKeyStore: KeyStore {
     // The statements below run on every request: they are prepared once per connection and reused
     // (`cachedStatement`), since compiling SQL each time was most of the writer's work.
 
-    private static func load(_ user: UserID, in db: Database, masterKey: MasterKey) throws -> Loaded? {
+    private static func load(_ user: UserID, in db: Database, codec: SealedKeyCodec) throws -> Loaded? {
         let globalIDText = try String.fetchOne(
             db.cachedStatement(sql: "SELECT global_id FROM user_account WHERE user = ?"), arguments: [user.rawValue])
         guard let globalIDText else { return nil }
@@ -179,17 +185,18 @@ public struct SQLiteKeyStore: KeyStore {
         for record in records {
             // A provider this version does not know was written by a newer one: leave it untouched.
             guard let provider = Provider(rawValue: record.provider) else { continue }
-            keys[provider] = try record.key(openedWith: masterKey)
+            keys[provider] = try record.key(openedWith: codec)
             rows[provider] = record
         }
         return Loaded(account: UserAccount(user: user, globalID: globalID, keys: keys), rows: rows)
     }
 
-    /// Writes only what changed between `old` and `new`, so a no-op update touches nothing on disk.
-    /// `verifiedAt` goes to rows whose (key, organization) pair changes.
-    private static func save(
-        _ new: UserAccount, replacing old: Loaded?, in db: Database, masterKey: MasterKey, verifiedAt: Date?, now: Date
-    ) throws {
+    /// Writes only what changed, so a no-op update touches nothing on disk. Rows whose (key, organization)
+    /// pair is new get the change's health; `verified_at` is when the provider accepted that pair.
+    private static func save(_ change: AccountChange, replacing old: Loaded?, in db: Database, codec: SealedKeyCodec, now: Date) throws {
+        let new = change.account
+        let health = KeyHealthColumns(change.healthOfNewCredentials)
+        let verifiedAt: Date? = if case .valid(let at) = change.healthOfNewCredentials { at } else { nil }
         if old == nil {
             try db.cachedStatement(sql: "INSERT INTO user_account (user, global_id, created_at) VALUES (?, ?, ?)")
                 .execute(arguments: [new.user.rawValue, new.globalID.uuidString.lowercased(), now])
@@ -200,9 +207,8 @@ public struct SQLiteKeyStore: KeyStore {
             guard before != after else { continue }
             switch (before, after, old?.rows[provider]) {
             case (nil, let key?, _):
-                var row = try ProviderKeyRecord(user: new.user, provider: provider, key: key, sealedWith: masterKey, createdAt: now, updatedAt: now)
+                var row = try ProviderKeyRecord(user: new.user, provider: provider, key: key, sealedWith: codec, createdAt: now, updatedAt: now)
                 row.verifiedAt = verifiedAt
-                let health = KeyHealthColumns(verifiedAt.map { .valid(checkedAt: $0) } ?? .unverified)
                 try db.cachedStatement(sql: """
                     INSERT INTO provider_key (user, provider, api_key, api_key_name, organization_key, verified_at, created_at, updated_at,
                         health, health_checked_at, health_code)
@@ -213,16 +219,15 @@ public struct SQLiteKeyStore: KeyStore {
                         health.word, health.checkedAt, health.code,
                     ])
             case (let previous?, let changed?, var row?):
-                try row.store(changed, sealedWith: masterKey)
+                try row.store(changed, sealedWith: codec)
                 row.updatedAt = now
                 try db.cachedStatement(sql: """
                     UPDATE provider_key SET api_key = ?, api_key_name = ?, organization_key = ?, updated_at = ?
                     WHERE user = ? AND provider = ?
                     """)
                     .execute(arguments: [row.apiKey, row.apiKeyName, row.organizationKey, row.updatedAt, row.user, row.provider])
-                // A new (key, organization) pair starts over: valid if the provider just accepted it.
+                // A new (key, organization) pair starts over with the health the change gives it.
                 if !previous.hasSameCredentials(as: changed) {
-                    let health = KeyHealthColumns(verifiedAt.map { .valid(checkedAt: $0) } ?? .unverified)
                     try db.cachedStatement(sql: """
                         UPDATE provider_key SET verified_at = ?, health = ?, health_checked_at = ?, health_code = ?
                         WHERE user = ? AND provider = ?

@@ -43,11 +43,7 @@ struct ProviderKeyRecord: Codable, FetchableRecord, PersistableRecord {
         case updatedAt = "updated_at"
     }
 
-    static func context(user: String, provider: String, field: CodingKeys) -> SealContext {
-        SealContext(user: user, provider: provider, field: field.rawValue)
-    }
-
-    init(user: UserID, provider: Provider, key: ProviderKey, sealedWith master: MasterKey, createdAt: Date, updatedAt: Date) throws {
+    init(user: UserID, provider: Provider, key: ProviderKey, sealedWith codec: SealedKeyCodec, createdAt: Date, updatedAt: Date) throws {
         self.user = user.rawValue
         self.provider = provider.rawValue
         self.apiKey = Data()
@@ -55,33 +51,22 @@ struct ProviderKeyRecord: Codable, FetchableRecord, PersistableRecord {
         self.verifiedAt = nil
         self.createdAt = createdAt
         self.updatedAt = updatedAt
-        try store(key, sealedWith: master)
+        try store(key, sealedWith: codec)
     }
 
-    mutating func store(_ key: ProviderKey, sealedWith master: MasterKey) throws {
-        apiKey = try master.seal(key.apiKey, for: Self.context(user: user, provider: provider, field: .apiKey))
+    mutating func store(_ key: ProviderKey, sealedWith codec: SealedKeyCodec) throws {
+        let sealed = try codec.seal(key, user: user, provider: provider)
+        apiKey = sealed.apiKey
+        organizationKey = sealed.organizationKey
         apiKeyName = key.apiKeyName
-        organizationKey = try key.organizationKey.map {
-            try master.seal($0, for: Self.context(user: user, provider: provider, field: .organizationKey))
-        }
     }
 
-    func key(openedWith master: MasterKey) throws -> ProviderKey {
-        do {
-            return ProviderKey(
-                apiKey: try master.open(apiKey, for: Self.context(user: user, provider: provider, field: .apiKey)),
-                apiKeyName: apiKeyName,
-                organizationKey: try organizationKey.map {
-                    try master.open($0, for: Self.context(user: user, provider: provider, field: .organizationKey))
-                }
-            )
-        } catch {
-            throw StoreFault("the \(provider) key of user '\(user)' did not open: \(error)")
-        }
+    func key(openedWith codec: SealedKeyCodec) throws -> ProviderKey {
+        try codec.open(.init(apiKey: apiKey, organizationKey: organizationKey), name: apiKeyName, user: user, provider: provider)
     }
 
     /// Opens both sealed fields with `old` and seals them again with `new`.
-    mutating func reseal(from old: MasterKey, to new: MasterKey) throws {
+    mutating func reseal(from old: SealedKeyCodec, to new: SealedKeyCodec) throws {
         try store(key(openedWith: old), sealedWith: new)
     }
 }

@@ -9,12 +9,12 @@ import Testing
 
 @Suite("Handlers, called without HTTP")
 struct HandlerTests {
-    let handler: ExternalProviderHandler<SQLiteKeyStore>
+    let handler: ExternalProviderHandler
 
     init() throws {
         let store = try SQLiteKeyStore.inMemory()
         handler = ExternalProviderHandler(
-            store: store, verifier: nil, models: NoOpenAI(), health: KeyHealthReporter(store: store, logger: Logger(label: "test")))
+            keys: KeyService(store: store, verifier: nil), models: NoOpenAI(), health: KeyHealthReporter(store: store, logger: Logger(label: "test")))
     }
 
     func createInput(_ user: String, apiKey: String?) -> Operations.ExternalProviderApiKeyCreate.Input {

@@ -25,10 +25,10 @@ struct KeyHealthTests {
 
     func store(_ keys: [String: String], verifiedAt: Date? = nil) async throws -> SQLiteKeyStore {
         let store = try SQLiteKeyStore.inMemory()
+        let service = KeyService(store: store, verifier: verifiedAt.map { _ in StandInVerifier() }, now: { verifiedAt ?? Date() })
         for (user, key) in keys.sorted(by: { $0.key < $1.key }) {
             let operation = KeyOperation.create(try NewKey(provider: .openAI, apiKey: key, apiKeyName: nil, organizationKey: nil))
-            let verification: Verification = verifiedAt.map { .accepted(operation.credentialsToVerify(on: nil), at: $0) } ?? .off
-            _ = try await store.perform(operation, for: UserID(trusted: user), verification: verification)
+            _ = try await service.perform(operation, for: UserID(trusted: user))
         }
         return store
     }

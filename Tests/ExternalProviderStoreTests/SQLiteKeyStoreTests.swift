@@ -37,23 +37,23 @@ struct SQLiteKeyStoreTests {
         let written = try await SQLiteKeyStore(path: path, masterKey: masterKey).perform(create("sk-persisted", name: "n", organization: "org-9"), for: user)
         let reopened = try SQLiteKeyStore(path: path, masterKey: masterKey)
         #expect(try await reopened.account(for: user) == written)
-        #expect(reopened.schemaVersion == 2)
+        #expect(try await reopened.dataVersion() == DataVersion.current)
     }
 
     @Test("a rejected operation changes nothing")
     func rejectedChangesNothing() async throws {
         let store = try SQLiteKeyStore.inMemory()
         let before = try await store.perform(create("sk-original", name: "n"), for: user)
-        await #expect(throws: StateConflict.keyExists(user, .openAI)) {
+        await #expect(throws: KeyWriteRejection.conflict(.keyExists(user, .openAI))) {
             try await store.perform(create("sk-other"), for: user)
         }
         #expect(try await store.account(for: user) == before)
 
         let stranger = UserID(trusted: "stranger")
-        await #expect(throws: StateConflict.unknownUser(stranger)) {
+        await #expect(throws: KeyWriteRejection.conflict(.unknownUser(stranger))) {
             try await store.perform(update(name: "x"), for: stranger)
         }
-        await #expect(throws: StateConflict.unknownUser(stranger)) {
+        await #expect(throws: KeyWriteRejection.conflict(.unknownUser(stranger))) {
             try await store.perform(.delete([.openAI]), for: stranger)
         }
         #expect(try await store.account(for: stranger) == nil)
@@ -157,7 +157,7 @@ struct GroupCommitTests {
                     do {
                         _ = try await store.perform(operation, for: UserID(trusted: user))
                         return (user, true)
-                    } catch is StateConflict {
+                    } catch KeyWriteRejection.conflict {
                         return (user, false)
                     }
                 }

@@ -1,0 +1,48 @@
+import Foundation
+
+/// Where accounts and their keys live: the primitives every store offers, and nothing more. The rules
+/// (what an operation does, when a key must be checked, what a change of key means for its health) live
+/// in `KeyOperation` and `KeyService`, which every store serves the same way.
+public protocol KeyStore: Sendable {
+    /// The id of the master key the store's values are sealed under: safe to print.
+    var masterKeyID: String { get }
+
+    /// The user's account as stored, or `nil` for an unknown user.
+    func account(for user: UserID) async throws -> UserAccount?
+
+    /// One transaction on one user's account. `decide` gets the account as it is inside the transaction
+    /// (`nil` for an unknown user) and returns what to store; the store writes only the difference and
+    /// returns the account after it, once it is durable. If `decide` throws, nothing changes and its error
+    /// comes back as it was thrown. Writes to one user serialise, so no update is lost. A store may call
+    /// `decide` more than once (a retried transaction), so it must depend on nothing but its argument.
+    func changeAccount(of user: UserID, _ decide: @escaping @Sendable (UserAccount?) throws -> AccountChange) async throws -> UserAccount
+
+    /// Records what the provider said of `credentials`, only if they are still the user's stored pair
+    /// (a key replaced meanwhile keeps its own health). Returns whether it recorded.
+    func recordHealth(_ health: KeyHealth, of credentials: ProviderCredentials, for user: UserID) async throws -> Bool
+
+    /// Every stored key, masked, with its health: for operators.
+    func storedKeys() async throws -> [StoredKeySummary]
+
+    /// Up to `limit` keys never checked or last checked before `cutoff`, the longest unchecked first.
+    func keysDueForCheck(checkedBefore cutoff: Date, limit: Int) async throws -> [(UserID, ProviderCredentials)]
+}
+
+/// What one transaction leaves behind: the account after it, and the health to record for every key
+/// whose (key, organization) pair it sets, new or replaced. Keys whose pair it keeps keep their health.
+public struct AccountChange: Sendable, Equatable {
+    public let account: UserAccount
+    public let healthOfNewCredentials: KeyHealth
+
+    public init(account: UserAccount, healthOfNewCredentials: KeyHealth) {
+        self.account = account
+        self.healthOfNewCredentials = healthOfNewCredentials
+    }
+}
+
+/// The version of the data this product stores, the same on every store: `schema.migration` in every
+/// response. It goes up by one whenever what is stored changes meaning or gains a field, and each
+/// store's migrations say which version they bring the store to.
+public enum DataVersion {
+    public static let current = 2
+}

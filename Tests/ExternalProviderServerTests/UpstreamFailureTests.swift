@@ -1,0 +1,66 @@
+import AsyncHTTPClient
+import NIOCore
+import NIOPosix
+import Testing
+
+@testable import ExternalProviderServer
+
+/// Answers anything with a plain-text HTTP line, so a TLS client's handshake fails.
+private final class PlainAnswer: ChannelInboundHandler, Sendable {
+    typealias InboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        context.writeAndFlush(wrapOutboundOut(ByteBuffer(string: "HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n")))
+            .whenComplete { [context] _ in context.close(promise: nil) }
+    }
+}
+
+@Suite("Failures to reach OpenAI are sorted by the error's type, from real sockets")
+struct UpstreamFailureTests {
+    func failure(calling url: String) async throws -> UpstreamFailure {
+        // AHC retries a failed connection until the connect timeout, then throws the last error.
+        let client = HTTPClient(
+            eventLoopGroupProvider: .singleton,
+            configuration: .init(redirectConfiguration: .disallow, timeout: .init(connect: .seconds(1), read: .seconds(5))))
+        defer { _ = client.shutdown() }
+        do {
+            _ = try await client.execute(HTTPClientRequest(url: url), timeout: .seconds(10))
+        } catch {
+            return UpstreamFailure(error)
+        }
+        Issue.record("\(url) answered")
+        return .other("none")
+    }
+
+    @Test("a closed port is a refused connection")
+    func refused() async throws {
+        let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton).bind(host: "127.0.0.1", port: 0).get()
+        let port = try #require(channel.localAddress?.port)
+        try await channel.close()
+        #expect(try await failure(calling: "http://127.0.0.1:\(port)/v1/models") == .connectionRefused)
+    }
+
+    @Test("a server that does not speak TLS fails the TLS connection")
+    func tls() async throws {
+        let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .childChannelInitializer { channel in channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(PlainAnswer()) } }
+            .bind(host: "127.0.0.1", port: 0).get()
+        let port = try #require(channel.localAddress?.port)
+        #expect(try await failure(calling: "https://127.0.0.1:\(port)/v1/models") == .tls)
+        try await channel.close()
+    }
+
+    @Test("a name that does not resolve is unreachable")
+    func unresolvable() async throws {
+        #expect(try await failure(calling: "http://external-provider-test.invalid/v1/models") == .unreachable)
+    }
+
+    @Test("the reasons name what failed and nothing of the request")
+    func reasons() {
+        #expect(UpstreamFailure.connectionRefused.reason == "the connection to OpenAI was refused")
+        #expect(UpstreamFailure.tls.reason == "the TLS connection to OpenAI failed")
+        #expect(OpenAIKeyVerifier.outcome(for: HTTPClientError.connectTimeout) == .timedOut)
+        #expect(OpenAIKeyVerifier.outcome(for: HTTPClientError.readTimeout) == .timedOut)
+    }
+}
