@@ -4,6 +4,15 @@ import NIOCore
 import NIOPosix
 #if canImport(Glibc)
 import Glibc
+
+// `bind` alone would name Hummingbird's; the system call has a different name per C library.
+private let systemBind = Glibc.bind
+private let streamSocket = Int32(SOCK_STREAM.rawValue)
+#elseif canImport(Darwin)
+import Darwin
+
+private let systemBind = Darwin.bind
+private let streamSocket = SOCK_STREAM
 #endif
 
 /// `serve`'s settings: each comes from its flag, else its environment variable, else its default.
@@ -217,7 +226,7 @@ extension ServeFailure {
 
     /// A port that was free a moment ago, so the advice in the message is one that works.
     private static func freePortSuggestion(host: String) -> Int? {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        let fd = socket(AF_INET, streamSocket, 0)
         guard fd >= 0 else { return nil }
         defer { close(fd) }
         var address = sockaddr_in()
@@ -225,7 +234,7 @@ extension ServeFailure {
         address.sin_port = 0
         address.sin_addr.s_addr = inet_addr("127.0.0.1")
         let bound = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { systemBind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
         }
         guard bound == 0 else { return nil }
         var length = socklen_t(MemoryLayout<sockaddr_in>.size)
