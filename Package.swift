@@ -23,6 +23,7 @@ let package = Package(
         .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
         .package(url: "https://github.com/hummingbird-project/swift-openapi-hummingbird", from: "2.1.0"),
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
+        .package(url: "https://github.com/vapor/postgres-nio", from: "1.33.2"),
     ],
     targets: [
         .target(
@@ -46,11 +47,22 @@ let package = Package(
             ]
         ),
         .target(
+            name: "ExternalProviderPostgres",
+            dependencies: [
+                "ExternalProviderCore",
+                "ExternalProviderStore",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            ]
+        ),
+        .target(
             name: "ExternalProviderServer",
             dependencies: [
                 "ExternalProviderAPI",
                 "ExternalProviderCore",
                 "ExternalProviderStore",
+                "ExternalProviderPostgres",
                 "CProcessShims",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "OpenAPIHummingbird", package: "swift-openapi-hummingbird"),
@@ -79,7 +91,14 @@ let package = Package(
         .testTarget(name: "ExternalProviderCoreTests", dependencies: ["ExternalProviderCore"]),
         .testTarget(
             name: "ExternalProviderStoreTests",
-            dependencies: ["ExternalProviderStore", "ExternalProviderCore", .product(name: "GRDB", package: "GRDB.swift")]
+            dependencies: [
+                "ExternalProviderStore",
+                "ExternalProviderCore",
+                "ExternalProviderPostgres",
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
         ),
         .testTarget(
             name: "ExternalProviderServerTests",

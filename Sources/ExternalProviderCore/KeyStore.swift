@@ -46,3 +46,14 @@ public struct AccountChange: Sendable, Equatable {
 public enum DataVersion {
     public static let current = 2
 }
+
+/// The store cannot be reached just now (its database is down or restarting): the request may be sent
+/// again. Answered 503, never 500; the store recovers by itself when its database returns.
+public struct StoreUnavailable: Error, CustomStringConvertible, Sendable {
+    /// What happened, for the log: never any request data.
+    public let description: String
+
+    public init(_ description: String) {
+        self.description = description
+    }
+}

@@ -38,11 +38,11 @@ public enum ApplicationScope: String, Sendable, Hashable, CaseIterable, Comparab
     }
 
     /// The stored form, e.g. `keys,relay`; written out here, not derived, since it is on disk.
-    static func stored(_ scopes: Set<ApplicationScope>) -> String {
+    package static func stored(_ scopes: Set<ApplicationScope>) -> String {
         scopes.sorted().map(\.rawValue).joined(separator: ",")
     }
 
-    static func parse(stored: String) -> Set<ApplicationScope> {
+    package static func parse(stored: String) -> Set<ApplicationScope> {
         Set(stored.split(separator: ",").compactMap { ApplicationScope(rawValue: String($0)) })
     }
 }
@@ -67,6 +67,14 @@ public struct RegisteredApplication: Sendable, Equatable {
     public let revokedAt: Date?
     public let scopes: Set<ApplicationScope>
     public let boundUser: String?
+
+    package init(name: String, createdAt: Date, revokedAt: Date?, scopes: Set<ApplicationScope>, boundUser: String?) {
+        self.name = name
+        self.createdAt = createdAt
+        self.revokedAt = revokedAt
+        self.scopes = scopes
+        self.boundUser = boundUser
+    }
 }
 
 public enum ApplicationError: Error, Equatable, CustomStringConvertible {
@@ -83,9 +91,9 @@ public enum ApplicationError: Error, Equatable, CustomStringConvertible {
     }
 }
 
-enum ApplicationID {
+package enum ApplicationID {
     /// 128 random bits, base64url without padding: 22 characters, safe in a header and a URL.
-    static func generate() -> String {
+    package static func generate() -> String {
         let bytes = SymmetricKey(size: .bits128).withUnsafeBytes { Data($0) }
         return bytes.base64EncodedString()
             .replacingOccurrences(of: "+", with: "-")
@@ -93,8 +101,16 @@ enum ApplicationID {
             .replacingOccurrences(of: "=", with: "")
     }
 
-    static func hash(_ id: String) -> Data {
+    package static func hash(_ id: String) -> Data {
         Data(SHA256.hash(data: Data(id.utf8)))
+    }
+
+    /// A new application's id and the hash a store keeps, once its name and scopes are checked.
+    package static func newApplication(named name: String, scopes: Set<ApplicationScope>) throws(ApplicationError) -> (id: String, hash: Data) {
+        try validate(name: name)
+        guard !scopes.isEmpty else { throw .noScopes }
+        let id = generate()
+        return (id, hash(id))
     }
 
     static func validate(name: String) throws(ApplicationError) {

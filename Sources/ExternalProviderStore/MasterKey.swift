@@ -8,12 +8,12 @@ public struct MasterKey: Sendable {
 
     let symmetricKey: SymmetricKey
     /// 8 bytes of SHA-256 over a label and the key: safe to print, and enough to tell keys apart.
-    let idBytes: Data
+    package let idBytes: Data
 
     public var id: String { Self.displayID(idBytes) }
 
     /// How a key id is shown: in messages, in `SealError`, and by `recordedMasterKeyID`.
-    static func displayID(_ idBytes: Data) -> String {
+    package static func displayID(_ idBytes: Data) -> String {
         idBytes.map { String(format: "%02x", $0) }.joined()
     }
 

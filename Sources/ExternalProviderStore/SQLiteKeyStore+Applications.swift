@@ -3,13 +3,11 @@ import GRDB
 
 extension SQLiteKeyStore: ApplicationRegistry {
     public func registerApplication(named name: String, scopes: Set<ApplicationScope>, boundUser: String?) async throws -> String {
-        try ApplicationID.validate(name: name)
-        guard !scopes.isEmpty else { throw ApplicationError.noScopes }
-        let id = ApplicationID.generate()
+        let (id, hash) = try ApplicationID.newApplication(named: name, scopes: scopes)
         try await writer.write { db in
             guard try ApplicationRecord.fetchOne(db, key: name) == nil else { throw ApplicationError.nameTaken(name) }
             try ApplicationRecord(
-                name: name, idHash: ApplicationID.hash(id), createdAt: Date(), revokedAt: nil,
+                name: name, idHash: hash, createdAt: Date(), revokedAt: nil,
                 scopes: ApplicationScope.stored(scopes), boundUser: boundUser
             ).insert(db)
         }

@@ -4,16 +4,16 @@ import GRDB
 
 /// How `KeyHealth` is stored: the word in `provider_key.health`, written out here since it is on disk,
 /// with `health_checked_at` and `health_code` beside it.
-struct KeyHealthColumns {
+package struct KeyHealthColumns {
     static let unverified = "unverified"
     static let valid = "valid"
     static let rejected = "rejected"
 
-    let word: String
-    let checkedAt: Date?
-    let code: String?
+    package let word: String
+    package let checkedAt: Date?
+    package let code: String?
 
-    init(_ health: KeyHealth) {
+    package init(_ health: KeyHealth) {
         switch health {
         case .unverified: (word, checkedAt, code) = (Self.unverified, nil, nil)
         case .valid(let at): (word, checkedAt, code) = (Self.valid, at, nil)
@@ -21,7 +21,7 @@ struct KeyHealthColumns {
         }
     }
 
-    static func health(word: String, checkedAt: Date?, code: String?) throws -> KeyHealth {
+    package static func health(word: String, checkedAt: Date?, code: String?) throws -> KeyHealth {
         switch (word, checkedAt) {
         case (unverified, _): return .unverified
         case (valid, let at?): return .valid(checkedAt: at)

@@ -138,12 +138,7 @@ public struct SQLiteKeyStore: KeyStore {
             try StoreMetaRecord(name: StoreMetaRecord.masterKeyID, value: masterKey.idBytes).insert(db)
             return
         }
-        guard recorded == masterKey.idBytes else {
-            let recordedID = MasterKey.displayID(recorded)
-            throw StoreFault(
-                "the store is sealed under master key \(recordedID), but the key given is \(masterKey.id); start with the key it was sealed under (--master-key-file or EXTERNAL_PROVIDER_MASTER_KEY)"
-            )
-        }
+        guard recorded == masterKey.idBytes else { throw StoreFault.sealedUnderOtherKey(recorded: recorded, given: masterKey) }
     }
 
     public func account(for user: UserID) async throws -> UserAccount? {

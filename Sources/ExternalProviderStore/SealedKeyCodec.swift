@@ -5,7 +5,7 @@ import Foundation
 /// value is bound to its user, its provider and the name of its field, so a value copied onto another
 /// row or field does not open. Those names are part of every stored value: they are written out here,
 /// never taken from a column or a Codable key, so renaming a column cannot make stored keys unreadable.
-struct SealedKeyCodec: Sendable {
+package struct SealedKeyCodec: Sendable {
     /// The secret fields of a stored key.
     enum Field {
         case apiKey
@@ -22,14 +22,23 @@ struct SealedKeyCodec: Sendable {
     }
 
     /// A key's secret fields as stored; its name is not secret and is stored as it is.
-    struct Sealed: Sendable, Equatable {
-        var apiKey: Data
-        var organizationKey: Data?
+    package struct Sealed: Sendable, Equatable {
+        package var apiKey: Data
+        package var organizationKey: Data?
+
+        package init(apiKey: Data, organizationKey: Data?) {
+            self.apiKey = apiKey
+            self.organizationKey = organizationKey
+        }
     }
 
     let masterKey: MasterKey
 
-    func seal(_ key: ProviderKey, user: String, provider: String) throws -> Sealed {
+    package init(masterKey: MasterKey) {
+        self.masterKey = masterKey
+    }
+
+    package func seal(_ key: ProviderKey, user: String, provider: String) throws -> Sealed {
         Sealed(
             apiKey: try masterKey.seal(key.apiKey, for: context(.apiKey, user: user, provider: provider)),
             organizationKey: try key.organizationKey.map {
@@ -38,7 +47,7 @@ struct SealedKeyCodec: Sendable {
     }
 
     /// The key, or a `StoreFault` naming whose key did not open and why, never any of its value.
-    func open(_ sealed: Sealed, name: String?, user: String, provider: String) throws -> ProviderKey {
+    package func open(_ sealed: Sealed, name: String?, user: String, provider: String) throws -> ProviderKey {
         do {
             return ProviderKey(
                 apiKey: try masterKey.open(sealed.apiKey, for: context(.apiKey, user: user, provider: provider)),

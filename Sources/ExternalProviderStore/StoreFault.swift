@@ -1,8 +1,19 @@
+import Foundation
+
 /// A fault in the store itself: its detail is for the log, never for a response.
 public struct StoreFault: Error, CustomStringConvertible, Sendable {
     public let description: String
 
     public init(_ description: String) {
         self.description = description
+    }
+}
+
+extension StoreFault {
+    /// A store opened with a master key other than the one its values are sealed under.
+    package static func sealedUnderOtherKey(recorded: Data, given: MasterKey) -> StoreFault {
+        StoreFault(
+            "the store is sealed under master key \(MasterKey.displayID(recorded)), but the key given is \(given.id); start with the key it was sealed under (--master-key-file or EXTERNAL_PROVIDER_MASTER_KEY)"
+        )
     }
 }

@@ -1,0 +1,68 @@
+import Foundation
+import NIOSSL
+import PostgresNIO
+
+/// `postgres://user:password@host:port/database?sslmode=…`, as `--database-url` and `DATABASE_URL` give
+/// it. TLS follows libpq's `sslmode`: `disable`; `prefer` (the default, as in libpq); `require`,
+/// `verify-ca` and `verify-full`, which all verify the server's certificate against the system's roots.
+public struct DatabaseURL: Sendable, Equatable {
+    public enum SSLMode: String, Sendable, CaseIterable {
+        case disable, allow, prefer, require
+        case verifyCA = "verify-ca"
+        case verifyFull = "verify-full"
+    }
+
+    public let host: String
+    public let port: Int
+    public let username: String
+    public let password: String?
+    public let database: String?
+    public let sslMode: SSLMode
+
+    public init(_ text: String) throws(DatabaseURLError) {
+        guard let components = URLComponents(string: text), ["postgres", "postgresql"].contains(components.scheme ?? "") else {
+            throw .malformed("it must look like postgres://user:password@host:5432/database")
+        }
+        guard let host = components.host, !host.isEmpty else { throw .malformed("it names no host") }
+        guard let username = components.user, !username.isEmpty else { throw .malformed("it names no user") }
+        self.host = host
+        self.port = components.port ?? 5432
+        self.username = username.removingPercentEncoding ?? username
+        self.password = components.password.map { $0.removingPercentEncoding ?? $0 }
+        let path = components.path.hasPrefix("/") ? String(components.path.dropFirst()) : components.path
+        self.database = path.isEmpty ? nil : path
+        let mode = components.queryItems?.first { $0.name == "sslmode" }?.value ?? SSLMode.prefer.rawValue
+        guard let sslMode = SSLMode(rawValue: mode) else {
+            throw .malformed("sslmode must be one of \(SSLMode.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+        self.sslMode = sslMode
+    }
+
+    /// The URL with its password hidden, for messages and logs.
+    public var redacted: String {
+        "postgres://\(username)\(password == nil ? "" : ":***")@\(host):\(port)/\(database ?? "")?sslmode=\(sslMode.rawValue)"
+    }
+
+    var clientConfiguration: PostgresClient.Configuration {
+        let tls: PostgresClient.Configuration.TLS =
+            switch sslMode {
+            case .disable: .disable
+            case .allow, .prefer: .prefer(.makeClientConfiguration())
+            case .require, .verifyCA, .verifyFull: .require(.makeClientConfiguration())
+            }
+        var configuration = PostgresClient.Configuration(
+            host: host, port: port, username: username, password: password, database: database, tls: tls)
+        configuration.options.connectTimeout = .seconds(3)
+        return configuration
+    }
+}
+
+public enum DatabaseURLError: Error, Equatable, CustomStringConvertible {
+    case malformed(String)
+
+    public var description: String {
+        switch self {
+        case .malformed(let why): "--database-url is not a PostgreSQL URL: \(why)"
+        }
+    }
+}

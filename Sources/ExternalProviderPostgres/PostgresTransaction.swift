@@ -1,0 +1,77 @@
+import ExternalProviderCore
+import Logging
+import NIOCore
+import PostgresNIO
+
+/// One transaction on one pooled connection, whose errors come back as they were thrown (PostgresNIO's
+/// own `withTransaction` wraps them), with connection failures turned into `StoreUnavailable`.
+enum PostgresTransaction {
+    static func run<Result: Sendable>(
+        on client: PostgresClient, logger: Logger, _ body: @escaping @Sendable (PostgresConnection) async throws -> Result
+    ) async throws -> Result {
+        try await PostgresAvailability.classifying {
+            try await client.withConnection { connection in
+                try await connection.query("BEGIN", logger: logger)
+                let result: Result
+                do {
+                    result = try await body(connection)
+                } catch {
+                    do {
+                        try await connection.query("ROLLBACK", logger: logger)
+                    } catch {
+                        // A connection whose transaction state is unknown must not serve another request.
+                        try? await connection.close()
+                    }
+                    throw error
+                }
+                // The commit returns once it is durable (synchronous_commit=on, the server's default).
+                try await connection.query("COMMIT", logger: logger)
+                return result
+            }
+        }
+    }
+}
+
+/// Sorts PostgreSQL's failures by type: those that mean "the database is not there just now" become
+/// `StoreUnavailable`; everything else is left as it is, a fault. Also bounds how long an operation may
+/// take, since the pool otherwise waits for a connection for as long as the database is down.
+enum PostgresAvailability {
+    /// A store operation is a few small statements: one that takes longer is waiting for a database
+    /// that is not there, and the caller hears 503 rather than waiting with it.
+    static let operationDeadline: Duration = .seconds(5)
+
+    static func classifying<Result: Sendable>(_ body: @escaping @Sendable () async throws -> Result) async throws -> Result {
+        do {
+            return try await withThrowingTaskGroup(of: Result?.self) { group in
+                group.addTask { try await body() }
+                group.addTask {
+                    try await Task.sleep(for: operationDeadline)
+                    return nil
+                }
+                defer { group.cancelAll() }
+                guard let first = try await group.next(), let result = first else {
+                    throw StoreUnavailable("PostgreSQL did not answer within \(operationDeadline)")
+                }
+                return result
+            }
+        } catch let error as PSQLError where isUnavailable(error) {
+            throw StoreUnavailable("PostgreSQL is unavailable: \(error.code)")
+        } catch let error as IOError {
+            throw StoreUnavailable("PostgreSQL is unavailable: \(error)")
+        }
+    }
+
+    static func isUnavailable(_ error: PSQLError) -> Bool {
+        switch error.code {
+        case .connectionError, .serverClosedConnection, .clientClosedConnection, .uncleanShutdown, .poolClosed, .queryCancelled,
+            .sslUnsupported, .failedToAddSSLHandler:
+            return true
+        case .server:
+            // Class 08: connection exception; 57P01-03: shutting down or starting up; 53: out of resources.
+            let state = error.serverInfo?[.sqlState] ?? ""
+            return state.hasPrefix("08") || state.hasPrefix("57P0") || state.hasPrefix("53")
+        default:
+            return false
+        }
+    }
+}
