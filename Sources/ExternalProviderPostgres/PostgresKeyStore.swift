@@ -25,20 +25,34 @@ public struct PostgresKeyStore: KeyStore {
         PostgresClient(configuration: url.clientConfiguration, backgroundLogger: logger)
     }
 
-    /// The store on a running `client`. Migrates first unless `migrate` is false, in which case a database
-    /// not at this version's `DataVersion` is refused. Refuses a database sealed under another master key.
-    public static func open(client: PostgresClient, masterKey: MasterKey, migrate: Bool, logger: Logger) async throws -> PostgresKeyStore {
+    /// The store on `client`, which must be running before the store is used; `prepare` it first.
+    public init(client: PostgresClient, masterKey: MasterKey, logger: Logger) {
+        self.client = client
+        self.masterKey = masterKey
+        self.codec = SealedKeyCodec(masterKey: masterKey)
+        self.logger = logger
+    }
+
+    /// Readies the database: migrates it unless `migrate` is false, in which case a database not at this
+    /// version's `DataVersion` is refused; then refuses one sealed under another master key, or records
+    /// this one in a new database.
+    public func prepare(migrate: Bool) async throws {
         if migrate {
-            let applied = try await PostgresAvailability.classifying { try await PostgresMigrations.apply(on: client, logger: logger) }
+            let applied = try await Self.migrate(client: client, logger: logger)
             if !applied.isEmpty { logger.notice("migrated the database", metadata: ["migrations": "\(applied)"]) }
         }
-        let version = try await PostgresAvailability.classifying { try await PostgresMigrations.dataVersion(on: client, logger: logger) }
+        let version = try await dataVersion()
         guard version == DataVersion.current else {
             throw StoreFault(
                 "the database is at data version \(version), not \(DataVersion.current): run `external-provider migrate --database-url …` first, or start without --no-migrate")
         }
-        let store = PostgresKeyStore(client: client, masterKey: masterKey, codec: SealedKeyCodec(masterKey: masterKey), logger: logger)
-        try await store.transaction { connection in try await store.claim(connection, insertIfMissing: true) }
+        try await transaction { [self] connection in try await claim(connection, insertIfMissing: true) }
+    }
+
+    /// The store on a running `client`, prepared.
+    public static func open(client: PostgresClient, masterKey: MasterKey, migrate: Bool, logger: Logger) async throws -> PostgresKeyStore {
+        let store = PostgresKeyStore(client: client, masterKey: masterKey, logger: logger)
+        try await store.prepare(migrate: migrate)
         return store
     }
 

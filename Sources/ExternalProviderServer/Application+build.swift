@@ -1,5 +1,6 @@
 import ExternalProviderAPI
 import ExternalProviderCore
+import ExternalProviderPostgres
 import ExternalProviderStore
 import Foundation
 import Hummingbird
@@ -32,6 +33,14 @@ public protocol AppArguments: Sendable {
     var relayTimeout: Double { get }
     /// Seconds after which a stored key is checked again; 0: never.
     var recheckInterval: Double { get }
+    /// The shared PostgreSQL store; `nil`: the data dir's SQLite store.
+    var databaseURL: DatabaseURL? { get }
+    /// Whether `serve` applies missing PostgreSQL migrations, or refuses an outdated database.
+    var migrate: Bool { get }
+}
+
+extension AppArguments {
+    var storeLocation: StoreLocation { databaseURL.map(StoreLocation.postgres) ?? .dataDirectory(dataDirectory) }
 }
 
 /// The name of the SQLite file inside the data dir.
@@ -43,19 +52,14 @@ public func buildApplication(
 ) async throws -> some ApplicationProtocol {
     var logger = Logger(label: "external-provider")
     logger.logLevel = arguments.logLevel
-    let dataDirectory = DataDirectory(arguments.dataDirectory)
-    let store = try await dataDirectory.openStore(masterKeyFile: arguments.masterKeyFile, environment: environment, logger: logger)
-    if try await dataDirectory.ensureDefaultApplication(store) {
-        // The id itself is never printed: stderr is also the log stream, which a journal keeps.
-        FileHandle.standardError.write(Data("""
-            external-provider: registered application 'default'; its X-Application-ID is in \(dataDirectory.file(DataDirectory.applicationIDFileName)) (mode 0600) for local clients
-
-            """.utf8))
-    }
+    let serving = try await arguments.storeLocation.openForServing(
+        masterKeyFile: arguments.masterKeyFile, environment: environment, migrate: arguments.migrate, logger: logger)
+    let store = serving.store
     let access = AccessPolicy(
         boundHost: arguments.host, port: arguments.port,
         allowedHosts: arguments.allowedHosts, allowedOrigins: arguments.allowedOrigins)
-    var services: [any Service] = [MemoryTrimmer(logger: logger)]
+    // The store's services (PostgreSQL's client) first: they stop last, after the server.
+    var services: [any Service] = serving.services + [MemoryTrimmer(logger: logger)]
     let verifyTimeout = TimeAmount(seconds: arguments.verifyTimeout)
     let openAIClient = OpenAIKeyVerifier.makeClient(timeout: verifyTimeout)
     services.append(HTTPClientService(client: openAIClient))
@@ -76,7 +80,7 @@ public func buildApplication(
         maxBodyBytes: arguments.relayMaxBody, timeout: relayTimeout, health: health, logger: logger)
     let requestTimeout = TimeAmount(seconds: arguments.requestTimeout)
     let connectionLogger = logger
-    return Application(
+    var app = Application(
         router: try buildRouter(
             store, verifier: arguments.verifyKeys ? openAI : nil, models: openAI, health: health, relay: relay, access: access, logger: logger),
         // Any local process can connect: an idle connection, a slow request and too many connections
@@ -89,10 +93,12 @@ public func buildApplication(
         // Said only once listening, so that a start that fails prints nothing but its one error line.
         onServerRunning: { [logger] channel in
             access.listening(on: channel.localAddress?.port ?? arguments.port)
-            logger.info("serving", metadata: ["data_dir": "\(arguments.dataDirectory)", "schema.migration": "\(DataVersion.current)"])
+            logger.info("serving", metadata: ["store": "\(arguments.storeLocation.description)", "schema.migration": "\(DataVersion.current)"])
         },
         logger: logger
     )
+    app.beforeServerStarts(perform: serving.prepare)
+    return app
 }
 
 extension TimeAmount {
@@ -115,7 +121,7 @@ private func connectionCap(_ requested: Int, logger: Logger) -> Int {
 }
 
 func buildRouter(
-    _ store: some KeyStore & ApplicationRegistry,
+    _ store: any KeyStore & ApplicationRegistry,
     verifier: (any KeyVerifier)? = nil,
     models: any ModelLister,
     health: KeyHealthReporter,
@@ -160,7 +166,7 @@ func buildRouter(
         on: RecordingTransport(base: api, table: routes),
         // Compact JSON: the runtime's default pretty-prints, which costs bytes on every answer.
         configuration: .init(jsonEncodingOptions: [.sortedKeys]),
-        middlewares: [DecodingProblemMiddleware(logger: logger)]
+        middlewares: [DecodingProblemMiddleware()]
     )
     return router
 }

@@ -4,10 +4,8 @@ import Logging
 import OpenAPIRuntime
 
 /// Turns what the generated code throws into our answers: a body it cannot decode becomes a 400 that
-/// names the field, and any other failure becomes a 500 whose detail goes only to the log.
+/// names the field. Any other failure goes on, unwrapped, to the one fault path (`PlainTextErrorMiddleware`).
 struct DecodingProblemMiddleware: ServerMiddleware {
-    let logger: Logger
-
     func intercept(
         _ request: HTTPRequest,
         body: HTTPBody?,
@@ -28,15 +26,7 @@ struct DecodingProblemMiddleware: ServerMiddleware {
             if let decoding = error.underlyingError as? DecodingError {
                 return Problem.badRequest(Self.message(for: decoding, body: bytes)).openAPIResponse
             }
-            logger.error(
-                "operation failed",
-                metadata: [
-                    "operation": "\(operationID)",
-                    "error.type": "\(type(of: error.underlyingError))",
-                    "error": "\(error.underlyingError)",
-                ]
-            )
-            return Problem.internalServerError.openAPIResponse
+            throw error.underlyingError
         }
     }
 

@@ -1,8 +1,10 @@
+import ExternalProviderCore
 import Hummingbird
 import Logging
 
-/// The outermost middleware: whatever fails below it, the client gets a text/plain sentence, and a
-/// request to a known path with the wrong method gets 405 instead of the router's 404.
+/// The outermost middleware and the one fault path: whatever fails below it, the client gets a
+/// text/plain sentence, and a request to a known path with the wrong method gets 405 instead of the
+/// router's 404. A store that cannot be reached is 503; any other fault is logged and answered 500.
 struct PlainTextErrorMiddleware<Context: RequestContext>: RouterMiddleware {
     let routes: RouteTable
 
@@ -19,6 +21,9 @@ struct PlainTextErrorMiddleware<Context: RequestContext>: RouterMiddleware {
                 return Problem.notFound.response(to: request)
             }
             return Problem(error.status, "\(error.status.reasonPhrase).").response(to: request)
+        } catch let unavailable as StoreUnavailable {
+            context.logger.warning("store unavailable", metadata: ["error": "\(unavailable)"])
+            return Problem.storeUnavailable.response(to: request)
         } catch {
             // The type and description of a fault are safe to log: no error type here carries request data.
             context.logger.error("request failed", metadata: ["error.type": "\(type(of: error))", "error": "\(error)"])

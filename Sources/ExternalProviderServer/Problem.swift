@@ -27,7 +27,7 @@ struct Problem: Error, HTTPResponseError, Equatable {
             answeredBeforeBody: true)
     }
 
-        static let boundToAnotherUser = Problem(.forbidden, "This application is bound to one user and may not use another user's key.")
+    static let boundToAnotherUser = Problem(.forbidden, "This application is bound to one user and may not use another user's key.")
 
     static func tooManyFailedAttempts(retryAfter seconds: Int) -> Problem {
         Problem(
@@ -39,6 +39,11 @@ struct Problem: Error, HTTPResponseError, Equatable {
         let names = allowed.map(\.rawValue).sorted().joined(separator: ", ")
         return Problem(.methodNotAllowed, "This path accepts \(names) only.", headers: [.allow: names], answeredBeforeBody: true)
     }
+
+    /// The store's database is down or restarting. The request may or may not have been applied, since a
+    /// commit may have been cut off; sending it again is safe, as every operation is idempotent or says 409.
+    static let storeUnavailable = Problem(
+        .serviceUnavailable, "The key store cannot be reached just now; send the request again shortly.", headers: [.retryAfter: "1"])
 
     static func badRequest(_ message: String) -> Problem {
         Problem(.badRequest, message)

@@ -1,3 +1,4 @@
+import ExternalProviderPostgres
 import Foundation
 import Logging
 import NIOCore
@@ -37,6 +38,10 @@ public struct ServeSettings: AppArguments, Equatable {
     public var relayTimeout: Double
     /// Seconds after which a stored key is checked again; 0: never.
     public var recheckInterval: Double
+    /// The shared PostgreSQL store, instead of the data dir's SQLite one.
+    public var databaseURL: DatabaseURL?
+    /// Whether `serve` applies missing migrations to PostgreSQL (the data dir's store always migrates).
+    public var migrate: Bool
 
     public static let defaultVerifyTimeout = 10.0
     /// Enough for any team's clients, yet far below the descriptor limit the server raises itself to.
@@ -55,7 +60,7 @@ public struct ServeSettings: AppArguments, Equatable {
         verifyKeys: Bool = true, openAIBaseURL: String = OpenAIKeyVerifier.defaultBaseURL, verifyTimeout: Double = defaultVerifyTimeout,
         maxConnections: Int = defaultMaxConnections, requestTimeout: Double = defaultRequestTimeout,
         relayMaxBody: Int = defaultRelayMaxBody, relayTimeout: Double = defaultRelayTimeout,
-        recheckInterval: Double = defaultRecheckInterval
+        recheckInterval: Double = defaultRecheckInterval, databaseURL: DatabaseURL? = nil, migrate: Bool = true
     ) {
         self.host = host
         self.port = port
@@ -72,6 +77,8 @@ public struct ServeSettings: AppArguments, Equatable {
         self.relayMaxBody = relayMaxBody
         self.relayTimeout = relayTimeout
         self.recheckInterval = recheckInterval
+        self.databaseURL = databaseURL
+        self.migrate = migrate
     }
 
     public init(
@@ -90,6 +97,8 @@ public struct ServeSettings: AppArguments, Equatable {
         relayMaxBody: Int? = nil,
         relayTimeout: Double? = nil,
         recheckInterval: String? = nil,
+        databaseURL: String? = nil,
+        migrate: Bool? = nil,
         environment: [String: String] = ProcessInfo.processInfo.environment
     ) throws {
         func setting<T>(_ flag: T?, _ variable: String, default value: T, expecting: String, _ parse: (String) -> T?) throws -> T {
@@ -113,13 +122,7 @@ public struct ServeSettings: AppArguments, Equatable {
         self.allowedHosts = allowedHosts.isEmpty ? Self.list(environment["EXTERNAL_PROVIDER_ALLOW_HOST"]) : allowedHosts
         self.allowedOrigins = allowedOrigins.isEmpty ? Self.list(environment["EXTERNAL_PROVIDER_ALLOW_ORIGIN"]) : allowedOrigins
 
-        self.verifyKeys = try setting(verifyKeys, "EXTERNAL_PROVIDER_VERIFY_KEYS", default: true, expecting: "true or false") {
-            switch $0.lowercased() {
-            case "1", "true", "yes", "on": true
-            case "0", "false", "no", "off": false
-            default: nil
-            }
-        }
+        self.verifyKeys = try setting(verifyKeys, "EXTERNAL_PROVIDER_VERIFY_KEYS", default: true, expecting: "true or false", Self.boolean)
         let baseURL = try setting(
             openAIBaseURL, "EXTERNAL_PROVIDER_OPENAI_BASE_URL", default: OpenAIKeyVerifier.defaultBaseURL, expecting: "a URL") { $0 }
         guard let url = URL(string: baseURL), let scheme = url.scheme?.lowercased(), ["http", "https"].contains(scheme), let urlHost = url.host else {
@@ -159,6 +162,18 @@ public struct ServeSettings: AppArguments, Equatable {
             throw ServeFailure("--recheck-interval must be a duration such as 24h, 90m or 3600 (seconds), or 0 for never; not '\(interval)'")
         }
         self.recheckInterval = seconds
+        if case .postgres(let url) = try StoreLocation.resolve(dataDirectory: self.dataDirectory, databaseURL: databaseURL, environment: environment) {
+            self.databaseURL = url
+        }
+        self.migrate = try setting(migrate, "EXTERNAL_PROVIDER_MIGRATE", default: true, expecting: "true or false", Self.boolean)
+    }
+
+    static func boolean(_ text: String) -> Bool? {
+        switch text.lowercased() {
+        case "1", "true", "yes", "on": true
+        case "0", "false", "no", "off": false
+        default: nil
+        }
     }
 
     /// `90`, `90s`, `30m`, `24h` or `2d`, in seconds.

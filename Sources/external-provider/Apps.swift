@@ -1,5 +1,6 @@
 import ArgumentParser
 import ExternalProviderCore
+import ExternalProviderPostgres
 import ExternalProviderServer
 import ExternalProviderStore
 import Foundation
@@ -39,13 +40,16 @@ struct Apps: AsyncParsableCommand {
                     fail("--user: \(error.message)")
                 }
             }
-            let registry = try await openStore(store)
-            do {
-                print(try await registry.registerApplication(
-                    named: name, scopes: chosen.isEmpty ? ApplicationScope.defaults(boundUser: user) : chosen, boundUser: user))
-            } catch let error as ApplicationError {
-                fail(error.description)
+            let (name, user, scopes) = (name, user, chosen.isEmpty ? ApplicationScope.defaults(boundUser: user) : chosen)
+            let id = await withStore(store) { registry in
+                do {
+                    return try await registry.registerApplication(
+                        named: name, scopes: scopes, boundUser: user)
+                } catch let error as ApplicationError {
+                    fail(error.description)
+                }
             }
+            print(id)
         }
     }
 
@@ -55,7 +59,7 @@ struct Apps: AsyncParsableCommand {
         @OptionGroup var store: StoreOptions
 
         func run() async throws {
-            let applications = try await openStore(store).applications()
+            let applications = await withStore(store) { try await $0.applications() }
             let dates = ISO8601DateFormatter()
             func column(_ text: String, _ width: Int) -> String { text.padding(toLength: max(width, text.count + 1), withPad: " ", startingAt: 0) }
             print(column("NAME", 24) + column("CREATED", 22) + column("SCOPES", 12) + column("USER", 24) + "STATUS")
@@ -75,7 +79,8 @@ struct Apps: AsyncParsableCommand {
         @OptionGroup var store: StoreOptions
 
         func run() async throws {
-            guard try await openStore(store).revokeApplication(named: name) else {
+            let name = name
+            guard await withStore(store, { try await $0.revokeApplication(named: name) }) else {
                 fail("there is no active application named '\(name)'")
             }
             print("revoked \(name)")
@@ -96,7 +101,6 @@ struct RotateMasterKey: AsyncParsableCommand {
 
     func run() async throws {
         let environment = ProcessInfo.processInfo.environment
-        let dataDirectory = DataDirectory(store.dataDir ?? environment["EXTERNAL_PROVIDER_DATA_DIR"] ?? ServeSettings.defaultDataDirectory(environment))
         let newKey: MasterKey
         do {
             newKey = try MasterKey(base64: String(contentsOfFile: newKeyFile, encoding: .utf8))
@@ -104,11 +108,42 @@ struct RotateMasterKey: AsyncParsableCommand {
             fail("cannot use --new-key-file \(newKeyFile): \(error)")
         }
         do {
-            let count = try await dataDirectory.rotateMasterKey(to: newKey, masterKeyFile: store.masterKeyFile, environment: environment, logger: commandLogger)
+            let count: Int
+            switch try store.location(environment) {
+            case .dataDirectory(let path):
+                count = try await DataDirectory(path).rotateMasterKey(
+                    to: newKey, masterKeyFile: store.masterKeyFile, environment: environment, logger: commandLogger)
+            case .postgres(let url):
+                count = try await StoreLocation.postgres(url).withPostgresStore(
+                    masterKeyFile: store.masterKeyFile, environment: environment, logger: commandLogger) { try await $0.rotateMasterKey(to: newKey) }
+            }
             print("re-sealed \(count) stored key(s) under master key \(newKey.id); the old master key is no longer needed")
             if store.masterKeyFile != nil || environment[MasterKeySource.environmentVariable] != nil {
                 print("start serve with --master-key-file \(newKeyFile) (or its contents in \(MasterKeySource.environmentVariable)) from now on")
             }
+        } catch {
+            fail("\(error)")
+        }
+    }
+}
+
+struct Migrate: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Apply the PostgreSQL migrations this version needs, under an advisory lock; `serve` does this itself unless given --no-migrate.")
+
+    @Option(help: "The PostgreSQL database. Env: DATABASE_URL.") var databaseURL: String?
+
+    func run() async throws {
+        let environment = ProcessInfo.processInfo.environment
+        guard case .postgres(let url)? = try? StoreLocation.resolve(dataDirectory: nil, databaseURL: databaseURL, environment: environment) else {
+            fail("migrate needs --database-url or DATABASE_URL (the data dir's SQLite store migrates itself when opened)")
+        }
+        do {
+            let applied = try await PostgresKeyStore.withClient(url, logger: commandLogger) { client in
+                try await PostgresKeyStore.migrate(client: client, logger: commandLogger)
+            }
+            print(applied.isEmpty ? "the database is up to date (data version \(DataVersion.current))"
+                : "applied migration(s) \(applied.map(String.init).joined(separator: ", ")); the database is at data version \(DataVersion.current)")
         } catch {
             fail("\(error)")
         }
@@ -121,12 +156,14 @@ private var commandLogger: Logger {
     return logger
 }
 
-/// The store in the data dir the options name, opened as `serve` opens it; any failure ends the command.
-func openStore(_ options: StoreOptions) async throws -> SQLiteKeyStore {
+/// Runs `body` with the store the options name, opened as `serve` opens it; any failure ends the command.
+func withStore<Result: Sendable>(
+    _ options: StoreOptions, _ body: @escaping @Sendable (any KeyStore & ApplicationRegistry) async throws -> Result
+) async -> Result {
     let environment = ProcessInfo.processInfo.environment
-    let dataDirectory = DataDirectory(options.dataDir ?? environment["EXTERNAL_PROVIDER_DATA_DIR"] ?? ServeSettings.defaultDataDirectory(environment))
     do {
-        return try await dataDirectory.openStore(masterKeyFile: options.masterKeyFile, environment: environment, logger: commandLogger)
+        return try await options.location(environment).withStore(
+            masterKeyFile: options.masterKeyFile, environment: environment, migrate: false, logger: commandLogger, body)
     } catch {
         fail("\(error)")
     }

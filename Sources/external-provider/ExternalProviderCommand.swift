@@ -24,7 +24,7 @@ struct ExternalProviderCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "external-provider",
         abstract: "Keeps people's API keys for AI providers and serves the PiecesOS ExternalProvider API.",
-        subcommands: [Serve.self, Apps.self, Keys.self, RotateMasterKey.self]
+        subcommands: [Serve.self, Apps.self, Keys.self, RotateMasterKey.self, Migrate.self]
     )
 }
 
@@ -33,8 +33,15 @@ struct StoreOptions: ParsableArguments {
     @Option(help: "Where the store lives, created with mode 0700. Env: EXTERNAL_PROVIDER_DATA_DIR. Default: $XDG_DATA_HOME/external-provider, else ~/.local/share/external-provider.")
     var dataDir: String?
 
-    @Option(help: "File holding the master key (base64 of 32 bytes). Env: EXTERNAL_PROVIDER_MASTER_KEY_FILE, or the key itself in EXTERNAL_PROVIDER_MASTER_KEY. Default: <data-dir>/master.key, made on first start.")
+    @Option(help: "File holding the master key (base64 of 32 bytes). Env: EXTERNAL_PROVIDER_MASTER_KEY_FILE, or the key itself in EXTERNAL_PROVIDER_MASTER_KEY. Default: <data-dir>/master.key, made on first start; with --database-url it must be given.")
     var masterKeyFile: String?
+
+    @Option(help: "Keep keys in this PostgreSQL database (postgres://user:password@host:5432/db?sslmode=require), shared by several instances, instead of the data dir. Env: DATABASE_URL.")
+    var databaseURL: String?
+
+    func location(_ environment: [String: String]) throws -> StoreLocation {
+        try StoreLocation.resolve(dataDirectory: dataDir, databaseURL: databaseURL, environment: environment)
+    }
 }
 
 /// Prints `error: <line>` to stderr and exits 1: every failure a command reports is one line.

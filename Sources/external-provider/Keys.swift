@@ -1,5 +1,6 @@
 import ArgumentParser
 import ExternalProviderCore
+import ExternalProviderPostgres
 import ExternalProviderServer
 import ExternalProviderStore
 import Foundation
@@ -24,7 +25,8 @@ struct Keys: AsyncParsableCommand {
             if let health, !["valid", "rejected", "unverified"].contains(health) {
                 fail("unknown health '\(health)'; use valid, rejected or unverified")
             }
-            let keys = try await openStore(store).storedKeys().filter { health == nil || $0.health.name == health }
+            let health = health
+            let keys = await withStore(store) { try await $0.storedKeys() }.filter { health == nil || $0.health.name == health }
             let dates = ISO8601DateFormatter()
             if json {
                 let rows: [[String: Any]] = keys.map { key in

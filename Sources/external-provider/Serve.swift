@@ -46,6 +46,9 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "How often each stored key is checked again with OpenAI: 24h, 90m, 3600 (seconds), or 0 for never. Env: EXTERNAL_PROVIDER_RECHECK_INTERVAL. Default: 24h.")
     var recheckInterval: String?
 
+    @Flag(inversion: .prefixedNo, help: "With --database-url: apply missing migrations at start (under an advisory lock), or with --no-migrate refuse an outdated database. Env: EXTERNAL_PROVIDER_MIGRATE. Default: on.")
+    var migrate: Bool?
+
     @Flag(help: "Allow core dumps of this process. They can hold keys, so they are off unless given.")
     var allowCoreDumps = false
 
@@ -57,7 +60,8 @@ struct Serve: AsyncParsableCommand {
                 masterKeyFile: store.masterKeyFile, allowedHosts: allowedHosts, allowedOrigins: allowedOrigins,
                 verifyKeys: verifyKeys, openAIBaseURL: openAIBaseURL, verifyTimeout: verifyTimeout,
                 maxConnections: maxConnections, requestTimeout: requestTimeout,
-                relayMaxBody: relayMaxBody, relayTimeout: relayTimeout, recheckInterval: recheckInterval)
+                relayMaxBody: relayMaxBody, relayTimeout: relayTimeout, recheckInterval: recheckInterval,
+                databaseURL: store.databaseURL, migrate: migrate)
         } catch {
             fail("\(error)")
         }

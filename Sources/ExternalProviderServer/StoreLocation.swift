@@ -1,0 +1,127 @@
+import ExternalProviderCore
+import ExternalProviderPostgres
+import ExternalProviderStore
+import Foundation
+import Logging
+import ServiceLifecycle
+
+/// Where the keys live: the embedded SQLite store in a data dir (the default), or a PostgreSQL database
+/// that several instances share. Every command resolves it the same way: `--database-url`, else
+/// `DATABASE_URL`, selects PostgreSQL; otherwise the data dir from `--data-dir`, else
+/// `EXTERNAL_PROVIDER_DATA_DIR`, else the default.
+public enum StoreLocation: Sendable, Equatable {
+    case dataDirectory(String)
+    case postgres(DatabaseURL)
+
+    public static let databaseURLVariable = "DATABASE_URL"
+
+    /// For the log: the data dir, or the database with its password hidden.
+    public var description: String {
+        switch self {
+        case .dataDirectory(let path): path
+        case .postgres(let url): url.redacted
+        }
+    }
+
+    public static func resolve(dataDirectory: String?, databaseURL: String?, environment: [String: String]) throws -> StoreLocation {
+        if let text = databaseURL ?? environment[databaseURLVariable] {
+            do {
+                return .postgres(try DatabaseURL(text))
+            } catch {
+                throw ServeFailure(error.description)
+            }
+        }
+        return .dataDirectory(dataDirectory ?? environment["EXTERNAL_PROVIDER_DATA_DIR"] ?? ServeSettings.defaultDataDirectory(environment))
+    }
+
+    /// In PostgreSQL mode the master key is given, never made: every instance must use the same one.
+    static func givenMasterKey(file: String?, environment: [String: String]) throws -> MasterKey {
+        let source = MasterKeySource.choose(file: file, environment: environment, dataDirectory: "")
+        guard source != .dataDirectory("") else {
+            throw ServeFailure(
+                "with --database-url the master key must be given, the same to every instance: --master-key-file or \(MasterKeySource.environmentVariable)")
+        }
+        do {
+            return try source.load(environment: environment).key
+        } catch let fault as StoreFault {
+            throw ServeFailure(fault.description)
+        } catch let refusal as UnsafePath {
+            throw ServeFailure("refusing the master key: \(refusal)")
+        }
+    }
+
+    /// Runs `body` with the store, for a command that runs and ends (`apps`, `keys`, `migrate`). Migrates a
+    /// PostgreSQL database only when `migrate` is set; otherwise one at another data version is refused.
+    public func withStore<Result: Sendable>(
+        masterKeyFile: String?, environment: [String: String], migrate: Bool, logger: Logger,
+        _ body: @Sendable (any KeyStore & ApplicationRegistry) async throws -> Result
+    ) async throws -> Result {
+        switch self {
+        case .dataDirectory(let path):
+            return try await body(try await DataDirectory(path).openStore(masterKeyFile: masterKeyFile, environment: environment, logger: logger))
+        case .postgres(let url):
+            let key = try Self.givenMasterKey(file: masterKeyFile, environment: environment)
+            return try await Self.servingFaults {
+                try await PostgresKeyStore.withStore(url, masterKey: key, migrate: migrate, logger: logger) { try await body($0) }
+            }
+        }
+    }
+
+    /// A store's refusal to open (a newer schema, another master key, an outdated database) is one line.
+    static func servingFaults<Result>(_ body: () async throws -> Result) async throws -> Result {
+        do {
+            return try await body()
+        } catch let fault as StoreFault {
+            throw ServeFailure(fault.description)
+        } catch let unavailable as StoreUnavailable {
+            throw ServeFailure("cannot reach the database: \(unavailable)")
+        }
+    }
+}
+
+/// The store `serve` uses, the services it needs running, and what must happen before the first request.
+struct ServingStore {
+    let store: any KeyStore & ApplicationRegistry
+    let services: [any Service]
+    /// Migrations and checks that need the services running.
+    let prepare: @Sendable () async throws -> Void
+}
+
+extension StoreLocation {
+    func openForServing(masterKeyFile: String?, environment: [String: String], migrate: Bool, logger: Logger) async throws -> ServingStore {
+        switch self {
+        case .dataDirectory(let path):
+            let dataDirectory = DataDirectory(path)
+            let store = try await dataDirectory.openStore(masterKeyFile: masterKeyFile, environment: environment, logger: logger)
+            if try await dataDirectory.ensureDefaultApplication(store) {
+                // The id itself is never printed: stderr is also the log stream, which a journal keeps.
+                FileHandle.standardError.write(Data("""
+                    external-provider: registered application 'default'; its X-Application-ID is in \(dataDirectory.file(DataDirectory.applicationIDFileName)) (mode 0600) for local clients
+
+                    """.utf8))
+            }
+            return ServingStore(store: store, services: [], prepare: {})
+        case .postgres(let url):
+            let key = try Self.givenMasterKey(file: masterKeyFile, environment: environment)
+            let client = PostgresKeyStore.makeClient(url, logger: logger)
+            let store = PostgresKeyStore(client: client, masterKey: key, logger: logger)
+            return ServingStore(store: store, services: [client]) {
+                try await Self.servingFaults { try await store.prepare(migrate: migrate) }
+                logger.info("serving from PostgreSQL", metadata: ["database": "\(url.redacted)"])
+            }
+        }
+    }
+}
+
+extension StoreLocation {
+    /// Runs `body` with the PostgreSQL store itself, for what only it offers (its master key rotation).
+    public func withPostgresStore<Result: Sendable>(
+        masterKeyFile: String?, environment: [String: String], logger: Logger, _ body: @Sendable (PostgresKeyStore) async throws -> Result
+    ) async throws -> Result {
+        guard case .postgres(let url) = self else { throw ServeFailure("this needs --database-url") }
+        let key = try Self.givenMasterKey(file: masterKeyFile, environment: environment)
+        return try await Self.servingFaults {
+            try await PostgresKeyStore.withStore(url, masterKey: key, migrate: false, logger: logger) { try await body($0) }
+        }
+    }
+}
