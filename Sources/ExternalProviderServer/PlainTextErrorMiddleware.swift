@@ -1,5 +1,6 @@
 import ExternalProviderCore
 import Hummingbird
+import OpenAPIRuntime
 import Logging
 
 /// The outermost middleware and the one fault path: whatever fails below it, the client gets a
@@ -21,13 +22,23 @@ struct PlainTextErrorMiddleware<Context: RequestContext>: RouterMiddleware {
                 return Problem.notFound.response(to: request)
             }
             return Problem(error.status, "\(error.status.reasonPhrase).").response(to: request)
-        } catch let unavailable as StoreUnavailable {
-            context.logger.warning("store unavailable", metadata: ["error": "\(unavailable)"])
-            return Problem.storeUnavailable.response(to: request)
         } catch {
-            // The type and description of a fault are safe to log: no error type here carries request data.
-            context.logger.error("request failed", metadata: ["error.type": "\(type(of: error))", "error": "\(error)"])
-            return Problem.internalServerError.response(to: request)
+            return fault(error, context: context).response(to: request)
         }
+    }
+
+    private func fault(_ error: any Error, context: Context) -> Problem {
+        // The OpenAPI runtime wraps what an operation throws in a `ServerError` whose description holds
+        // the whole request, headers and all (the application id among them): only what it wraps is
+        // classified and logged.
+        var error = error
+        while let wrapped = error as? ServerError { error = wrapped.underlyingError }
+        if let unavailable = error as? StoreUnavailable {
+            context.logger.warning("store unavailable", metadata: ["error": "\(unavailable)"])
+            return .storeUnavailable
+        }
+        // The type and description of a fault are safe to log: no error type below carries request data.
+        context.logger.error("request failed", metadata: ["error.type": "\(type(of: error))", "error": "\(error)"])
+        return .internalServerError
     }
 }

@@ -1,5 +1,6 @@
 """Starts the real `external-provider serve` binary on a free port with a temporary data dir."""
 
+import base64
 import os
 import shutil
 import signal
@@ -35,11 +36,38 @@ OPENAI = StandInOpenAI()
 LOG_DIR = Path(tempfile.mkdtemp(prefix="ep-e2e-logs-"))
 
 
-class Server:
-    """One server process at trace level; `restart()` keeps the port and the data dir."""
+# The PostgreSQL cluster the test command started; the suites that take the `server` fixture run on it too.
+DATABASE_URL = os.environ.get("EXTERNAL_PROVIDER_TEST_DATABASE_URL")
+STORES = ["sqlite", "postgres"] if DATABASE_URL else ["sqlite"]
 
-    def __init__(self, data_dir: Path, extra_args=(), preexec_fn=None):
+
+# For a test of what only the data dir's store has (its files, SQLite's own locks).
+sqlite_only = pytest.mark.parametrize("server", ["sqlite"], indirect=True)
+
+
+def new_database() -> str:
+    """A new, empty database on the test cluster, and the URL that names it."""
+    name = "e2e_" + os.urandom(8).hex()
+    subprocess.run(["psql", DATABASE_URL, "-q", "-c", f"CREATE DATABASE {name}"], check=True, capture_output=True)
+    base, query = DATABASE_URL.split("?", 1) if "?" in DATABASE_URL else (DATABASE_URL, "")
+    return base.rsplit("/", 1)[0] + "/" + name + ("?" + query if query else "")
+
+
+class Server:
+    """One server process at trace level; `restart()` keeps the port and the data dir (or database).
+
+    With `database_url`, the keys live in PostgreSQL under a master key in the work dir, and the
+    application `default` is made with `apps create`, its id written where a data dir would hold it."""
+
+    def __init__(self, data_dir: Path, extra_args=(), preexec_fn=None, database_url=None):
         self.data_dir = data_dir
+        self.database_url = database_url
+        if database_url:
+            data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+            key_file = data_dir.parent / "master.key"
+            key_file.write_text(base64.b64encode(os.urandom(32)).decode() + "\n")
+            key_file.chmod(0o600)
+            extra_args = ["--database-url", database_url, "--master-key-file", str(key_file), *extra_args]
         self.preexec_fn = preexec_fn
         self.port = free_port()
         self.extra_args = list(extra_args)
@@ -48,7 +76,17 @@ class Server:
         self.process = None
 
     def start(self):
-        return self.launch().wait_until_healthy()
+        self.launch().wait_until_healthy()
+        if self.database_url and not (self.data_dir / "application-id").exists():
+            made = self.cli("apps", "create", "default", "--scope", "keys", "--scope", "relay")
+            (self.data_dir / "application-id").write_text(made.stdout)
+        return self
+
+    def cli(self, *arguments, check=True):
+        """Runs a command of the binary against this server's store."""
+        store = self.extra_args[:4] if self.database_url else ["--data-dir", str(self.data_dir)]
+        return subprocess.run([str(BINARY), *arguments, *store], capture_output=True, text=True, check=check,
+                              stdin=subprocess.DEVNULL)
 
     def launch(self):
         """Starts the process without waiting for it to serve, so several can start at once."""
@@ -135,11 +173,13 @@ def workdir():
     shutil.rmtree(path, ignore_errors=True)
 
 
-@pytest.fixture
-def server(workdir):
+@pytest.fixture(params=STORES)
+def server(workdir, request):
+    """A server on each store: the data dir's SQLite, and a new database on the test cluster."""
     if not BINARY.exists():
         pytest.fail(f"{BINARY} is missing: run `swift build` first (scripts/test does)")
-    running = Server(workdir / "data").start()
+    database_url = new_database() if request.param == "postgres" else None
+    running = Server(workdir / "data", database_url=database_url).start()
     yield running
     running.stop()
 

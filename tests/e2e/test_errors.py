@@ -12,6 +12,7 @@ from pieces_os_client.exceptions import (
     ServiceException,
 )
 
+from conftest import sqlite_only
 from sdk_models import TIMEOUT, PrecreatedExternalProviderApiKey, create, delete, update  # noqa: F401
 
 PLAIN = "text/plain; charset=utf-8"
@@ -74,6 +75,7 @@ def test_too_large_and_wrong_content_type(api):
         update(api, "form")
 
 
+@sqlite_only
 def test_store_fault_is_a_500_with_the_detail_only_in_the_log(server):
     api = server.api()
     create(api, "locked", api_key="sk-proj-fault-0123456789abcWxyz")

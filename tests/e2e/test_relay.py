@@ -27,8 +27,7 @@ def lowered(headers):
 
 
 def apps_create(server, name, *args):
-    result = subprocess.run([str(BINARY), "apps", "create", name, "--data-dir", str(server.data_dir), *args],
-                            capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    result = server.cli("apps", "create", name, *args, check=False)
     assert result.returncode == 0, result.stderr
     application_id = result.stdout.strip()
     SENT_SECRETS.add(application_id)
@@ -174,7 +173,7 @@ def test_who_may_use_which_key(server, openai, relay_user):
     assert "has no OpenAI key" in caught.value.response.text
     with pytest.raises(openai_sdk.AuthenticationError):
         relay_client(server, "not-an-application").chat.completions.create(**question)
-    listing = subprocess.run([str(BINARY), "apps", "list", "--data-dir", str(server.data_dir)], capture_output=True, text=True)
+    listing = server.cli("apps", "list")
     assert "keys,relay" in listing.stdout and "auth0|relay" in listing.stdout
 
 
@@ -263,8 +262,7 @@ def test_the_model_list_says_why_it_cannot_list(server, workdir, relay_user):
 def keys_list(server, *args):
     import json
 
-    result = subprocess.run([str(BINARY), "keys", "list", "--data-dir", str(server.data_dir), *args],
-                            capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    result = server.cli("keys", "list", *args, check=False)
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout) if "--json" in args else result.stdout
 

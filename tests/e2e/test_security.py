@@ -4,15 +4,18 @@ import base64
 import http.client
 import os
 import sqlite3
+import subprocess
 
 import pytest
 from pieces_os_client.exceptions import NotFoundException, UnauthorizedException
 
+from conftest import DATABASE_URL, sqlite_only
 from sdk_models import create, delete, update
 
 UNAUTHORIZED = "Invalid Authentication: missing or unknown X-Application-ID"
 
 
+@sqlite_only
 def test_the_default_application_id_is_written_for_local_clients(server):
     path = server.data_dir / "application-id"
     assert oct(path.stat().st_mode & 0o777) == "0o600"
@@ -86,6 +89,7 @@ def test_an_allowed_origin_gets_cors_headers(workdir):
         server.stop()
 
 
+@sqlite_only
 def test_no_copy_of_a_stored_key_is_left_in_the_data_dir(server):
     first, second, organization = "sk-proj-DISKSCAN-first-0123456789", "sk-proj-DISKSCAN-second-987654321", "org-DISKSCAN-4242"
     api = server.api()
@@ -111,3 +115,20 @@ def test_no_copy_of_a_stored_key_is_left_in_the_data_dir(server):
     server.stop()
     assert scan() == []
     assert sorted(os.listdir(server.data_dir)) == ["application-id", "external-provider.sqlite", "lock", "master.key"]
+
+
+@pytest.mark.parametrize("server", ["postgres"], indirect=True)
+def test_no_copy_of_a_stored_key_is_in_the_database(server):
+    """PostgreSQL holds sealed values only: every row of every table, as text, holds no key in any form."""
+    first, second, organization = "sk-proj-PGSCAN-first-0123456789", "sk-proj-PGSCAN-second-987654321", "org-PGSCAN-4242"
+    api = server.api()
+    create(api, "auth0|pg", api_key=first, organization_key=organization)
+    update(api, "auth0|pg", {"api_key": second})
+    tables = ["user_account", "provider_key", "application", "store_meta", "external_provider_migration"]
+    dump = "".join(
+        subprocess.run(["psql", server.database_url, "-At", "-c", f"SELECT t::text FROM {table} t"],
+                       capture_output=True, text=True, check=True).stdout for table in tables)
+    assert "auth0|pg" in dump and "\\x01" in dump  # the rows are there, their keys sealed (format 1)
+    for secret in (first, second, organization):
+        for form in (secret, secret.encode().hex(), base64.b64encode(secret.encode()).decode()):
+            assert form not in dump
