@@ -64,9 +64,11 @@ class Server:
         self.database_url = database_url
         if database_url:
             data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+            # Instances of one database share its master key: the first makes it.
             key_file = data_dir.parent / "master.key"
-            key_file.write_text(base64.b64encode(os.urandom(32)).decode() + "\n")
-            key_file.chmod(0o600)
+            if not key_file.exists():
+                key_file.write_text(base64.b64encode(os.urandom(32)).decode() + "\n")
+                key_file.chmod(0o600)
             extra_args = ["--database-url", database_url, "--master-key-file", str(key_file), *extra_args]
         self.preexec_fn = preexec_fn
         self.port = free_port()

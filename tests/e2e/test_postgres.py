@@ -1,0 +1,166 @@
+"""Several instances on one PostgreSQL database, and the database going away and coming back."""
+
+import json
+import os
+import subprocess
+import threading
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+
+from conftest import DATABASE_URL, ROOT, Server, new_database
+from sdk_models import SENT_SECRETS
+
+pytestmark = pytest.mark.skipif(DATABASE_URL is None, reason="needs the test command's PostgreSQL cluster")
+
+
+def post(server, operation, body, application_id, timeout=30):
+    """One write over HTTP: (status, text)."""
+    request = urllib.request.Request(
+        f"{server.base_url}/external_provider/api_key/{operation}", data=json.dumps(body).encode(), method="POST",
+        headers={"Content-Type": "application/json", "X-Application-ID": application_id})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode()
+
+
+def key(label, index):
+    """A key whose last four characters, all a response shows of it, are its index."""
+    secret = f"sk-proj-{label}-0123456789abcdef{index:04d}"
+    SENT_SECRETS.add(secret)
+    return secret
+
+
+def shown(state, field):
+    """A field as a response shows it: the key masked to its last four characters, the rest as they are."""
+    value = json.loads(state)["metadata"]["open_AI"].get(field)
+    return value[-4:] if field == "api_key" else value
+
+
+def test_two_instances_on_one_database_lose_no_update(workdir):
+    """Three writers, each owning one field of one user, write through two instances at once. After each
+    acknowledged write, the writer reads the user back through the other instance: its own value must be
+    there. A lost update (another write's transaction putting back the value it read earlier) shows as
+    an older value; so does any acknowledged change missing from the final state."""
+    database = new_database()
+    first = Server(workdir / "first", database_url=database).start()
+    second = Server(workdir / "second", database_url=database)
+    # Applications live in the database: the second instance knows the first one's.
+    (second.data_dir / "application-id").write_text(first.application_id)
+    second.start()
+    try:
+        application_id = first.application_id
+        user = "auth0|shared"
+        assert post(first, "create", {"user": user, "open_AI": {"api_key": key("shared", 0)}}, application_id)[0] == 200
+        rounds = 60
+        sent, acknowledged, stale = {}, {}, []
+
+        def writer(server, other, field, value_of):
+            for index in range(1, rounds + 1):
+                value = value_of(index)
+                # A new key or organization is checked with OpenAI before its write; when the other writers
+                # change the pair meanwhile three times over, the answer is 409 and the write is sent again.
+                for _ in range(50):
+                    sent[field] = sent.get(field, 0) + 1
+                    status, text = post(server, "update", {"user": user, "open_AI": {field: value}}, application_id)
+                    if status != 409:
+                        break
+                    assert "changed while it was being checked" in text
+                assert status == 200, text
+                acknowledged[field] = value
+                expected = value[-4:] if field == "api_key" else value
+                status, state = post(other, "update", {"user": user}, application_id)
+                assert status == 200, state
+                if shown(state, field) != expected:
+                    stale.append((field, expected, shown(state, field)))
+
+        writers = [
+            threading.Thread(target=writer, args=(first, second, "api_key_name", lambda i: f"name-{i}")),
+            threading.Thread(target=writer, args=(second, first, "organization_key", lambda i: f"org-{i}")),
+            threading.Thread(target=writer, args=(first, second, "api_key", lambda i: key("shared", i))),
+        ]
+        for thread in writers:
+            thread.start()
+        for thread in writers:
+            thread.join()
+        assert len(acknowledged) == 3, "a writer failed"
+        listed = json.loads(first.cli("keys", "list", "--json").stdout)
+        assert len(listed) == 1
+        found = listed[0]
+        print(f"\ntwo instances: {sum(sent.values())} writes sent, {3 * rounds} acknowledged, "
+              f"{3 * rounds - len(stale)} read back through the other instance, final state holds the last of each")
+        assert stale == []
+        assert found["api_key_name"] == acknowledged["api_key_name"]
+        assert found["organization_key"] == acknowledged["organization_key"]
+        assert found["api_key"] == "sk-..." + acknowledged["api_key"][-4:]
+        assert found["health"] == "valid"  # each new pair was checked with the stand-in before its write
+    finally:
+        first.stop()
+        second.stop()
+
+
+def cluster(command):
+    subprocess.run([str(ROOT / "scripts" / "postgres-cluster"), command, os.environ["EXTERNAL_PROVIDER_TEST_POSTGRES_DIR"]],
+                   check=True, timeout=60)
+
+
+def test_an_outage_answers_503_keeps_every_acknowledged_write_and_recovers(workdir):
+    """Writes run one after another while the cluster is stopped and started again: each gets 200 or a
+    503 sentence (never a 500), a write sent while it is down gets that 503 within the store's 5 s,
+    /health stays up, every 200 is stored, and writes succeed again after."""
+    server = Server(workdir / "data", database_url=new_database()).start()
+    application_id = server.application_id
+    outcomes, stop = [], threading.Event()
+
+    def write():
+        index = 0
+        while not stop.is_set():
+            user = f"auth0|outage-{index}"
+            try:
+                status, text = post(server, "create", {"user": user, "open_AI": {"api_key": key("outage", index)}}, application_id)
+            except OSError as error:  # no answer at all: recorded, and the test fails on it
+                status, text = None, repr(error)
+            outcomes.append((user, status, text))
+            index += 1
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    try:
+        time.sleep(1)
+        cluster("stop")
+        try:
+            # The cluster stays down for longer than a store operation may wait (5 s): this write meets it.
+            started = time.monotonic()
+            probe = post(server, "create", {"user": "auth0|probe", "open_AI": {"api_key": key("probe", 0)}}, application_id)
+            waited = time.monotonic() - started
+            with urllib.request.urlopen(server.base_url + "/health", timeout=5) as health:
+                assert health.status == 200
+        finally:
+            cluster("resume")
+        assert probe == (503, "The key store cannot be reached just now; send the request again shortly.")
+        assert waited < 8
+        recovered = len(outcomes)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not any(status == 200 for _, status, _ in outcomes[recovered:]):
+            time.sleep(0.1)
+        time.sleep(1)
+    finally:
+        stop.set()
+        writer.join(timeout=60)
+    try:
+        statuses = {status for _, status, _ in outcomes}
+        unavailable = [text for _, status, text in outcomes if status == 503]
+        assert statuses <= {200, 503}, statuses
+        assert set(unavailable) <= {"The key store cannot be reached just now; send the request again shortly."}
+        assert outcomes[-1][1] == 200, "writes did not recover"
+        stored = {row["user"] for row in json.loads(server.cli("keys", "list", "--json").stdout)}
+        acknowledged = [user for user, status, _ in outcomes if status == 200]
+        print(f"\noutage: {len(outcomes)} writes sent, {len(acknowledged)} acknowledged, {len(unavailable)} answered 503, "
+              f"{sum(user in stored for user in acknowledged)} of the acknowledged found afterwards")
+        assert set(acknowledged) <= stored
+    finally:
+        server.stop()
