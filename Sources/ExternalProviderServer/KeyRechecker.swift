@@ -23,9 +23,11 @@ struct KeyRechecker: Service {
 
     func run() async throws {
         var pause = tick
-        while !Task.isShuttingDownGracefully {
+        // Ends on a graceful shutdown and on cancellation, which is how the service group stops the
+        // services when the server fails to start.
+        while !Task.isShuttingDownGracefully, !Task.isCancelled {
             try? await cancelWhenGracefulShutdown { [pause] in try await Task.sleep(for: pause) }
-            guard !Task.isShuttingDownGracefully else { return }
+            guard !Task.isShuttingDownGracefully, !Task.isCancelled else { return }
             pause = await checkDueKeys(previousPause: pause)
         }
     }

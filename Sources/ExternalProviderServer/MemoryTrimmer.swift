@@ -12,7 +12,8 @@ struct MemoryTrimmer: Service {
     let logger: Logger
 
     func run() async throws {
-        while !Task.isShuttingDownGracefully {
+        // Ends on a graceful shutdown and on cancellation (the service group's way to stop a failed start).
+        while !Task.isShuttingDownGracefully, !Task.isCancelled {
             try? await cancelWhenGracefulShutdown { try await Task.sleep(for: interval) }
             let free = ep_malloc_free_bytes()
             guard free > threshold else { continue }

@@ -1,5 +1,6 @@
 """Several instances on one PostgreSQL database, and the database going away and coming back."""
 
+import base64
 import json
 import os
 import subprocess
@@ -10,7 +11,7 @@ import urllib.request
 
 import pytest
 
-from conftest import DATABASE_URL, ROOT, Server, new_database
+from conftest import BINARY, DATABASE_URL, ROOT, Server, new_database
 from sdk_models import SENT_SECRETS
 
 pytestmark = pytest.mark.skipif(DATABASE_URL is None, reason="needs the test command's PostgreSQL cluster")
@@ -162,5 +163,76 @@ def test_an_outage_answers_503_keeps_every_acknowledged_write_and_recovers(workd
         print(f"\noutage: {len(outcomes)} writes sent, {len(acknowledged)} acknowledged, {len(unavailable)} answered 503, "
               f"{sum(user in stored for user in acknowledged)} of the acknowledged found afterwards")
         assert set(acknowledged) <= stored
+    finally:
+        server.stop()
+
+
+def serve_refused(workdir, *arguments):
+    """Runs serve expecting it to refuse: its one line on stderr."""
+    result = subprocess.run([str(BINARY), "serve", "--port", "0", "--data-dir", str(workdir / "unused"), *arguments],
+                            capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    assert result.returncode != 0, result.stdout
+    lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1, result.stderr
+    return lines[0]
+
+
+def test_instances_that_start_together_migrate_once(workdir):
+    database = new_database()
+    servers = [Server(workdir / f"instance-{index}", database_url=database) for index in range(4)]
+    try:
+        for server in servers:
+            server.launch()
+        for server in servers:
+            server.wait_until_healthy()
+        applied = subprocess.run(["psql", database, "-At", "-c", "SELECT version, data_version FROM external_provider_migration"],
+                                 capture_output=True, text=True, check=True).stdout.split()
+        assert applied == ["1|2"]
+        assert sum("migrated the database" in server.log_since_launch() for server in servers) == 1
+    finally:
+        for server in servers:
+            server.stop()
+
+
+def test_no_migrate_refuses_an_outdated_database_until_migrate(workdir):
+    database = new_database()
+    key_file = workdir / "master.key"
+    key_file.write_text(base64.b64encode(os.urandom(32)).decode() + "\n")
+    key_file.chmod(0o600)
+    store = ["--database-url", database, "--master-key-file", str(key_file)]
+    line = serve_refused(workdir, *store, "--no-migrate")
+    assert "the database is at data version 0, not 2" in line and "external-provider migrate" in line
+    migrated = subprocess.run([str(BINARY), "migrate", "--database-url", database], capture_output=True, text=True, check=True)
+    assert "applied migration(s) 1" in migrated.stdout
+    again = subprocess.run([str(BINARY), "migrate", "--database-url", database], capture_output=True, text=True, check=True)
+    assert "up to date" in again.stdout
+    server = Server(workdir / "data", extra_args=["--no-migrate", "--master-key-file", str(key_file)], database_url=database)
+    try:
+        server.start()
+        assert "migrated the database" not in server.log_since_launch()
+    finally:
+        server.stop()
+
+
+def test_the_master_key_is_given_and_rotates_on_postgres(workdir):
+    database = new_database()
+    line = serve_refused(workdir, "--database-url", database)
+    assert "the master key must be given" in line
+    server = Server(workdir / "data", database_url=database).start()
+    status, _ = post(server, "create", {"user": "auth0|rotating", "open_AI": {"api_key": key("rotating", 1)}}, server.application_id)
+    assert status == 200
+    server.stop()
+    old_key = workdir / "master.key"
+    new_key = workdir / "new.key"
+    new_key.write_text(base64.b64encode(os.urandom(32)).decode() + "\n")
+    new_key.chmod(0o600)
+    rotated = server.cli("rotate-master-key", "--new-key-file", str(new_key))
+    assert "re-sealed 1 stored key(s)" in rotated.stdout
+    assert "sealed under master key" in serve_refused(workdir, "--database-url", database, "--master-key-file", str(old_key))
+    old_key.write_text(new_key.read_text())
+    server.start()
+    try:
+        listed = json.loads(server.cli("keys", "list", "--json").stdout)
+        assert [row["api_key"] for row in listed] == ["sk-...0001"]
     finally:
         server.stop()
