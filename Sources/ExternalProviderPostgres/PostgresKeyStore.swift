@@ -86,51 +86,75 @@ public struct PostgresKeyStore: KeyStore {
 
     public func account(for user: UserID) async throws -> UserAccount? {
         try await PostgresAvailability.classifying { [self] in
-            try await client.withConnection { connection in try await load(user, on: connection) }
+            try await client.withConnection { connection in
+                try await load(
+                    user,
+                    rows: connection.query(
+                        """
+                        SELECT NULL::bytea, a.global_id, k.provider, k.api_key, k.api_key_name, k.organization_key
+                        FROM user_account a LEFT JOIN provider_key k ON k.user_id = a.user_id WHERE a.user_id = \(user.rawValue)
+                        """, logger: logger))
+            }
         }
     }
 
+    // A write is five round trips: BEGIN, the user's lock, one read, one write, COMMIT. Each statement
+    // costs the server more than PostgreSQL's own work (profiled), so reads and writes are joined.
+
     public func changeAccount(of user: UserID, _ decide: @escaping @Sendable (UserAccount?) throws -> AccountChange) async throws -> UserAccount {
         try await transaction { [self] connection in
+            // The lock comes first, in a statement of its own: the read after it sees every write that held
+            // the lock before (under READ COMMITTED each statement takes a new snapshot).
             try await connection.query("SELECT pg_advisory_xact_lock(\(Self.userLockClass), hashtext(\(user.rawValue)))", logger: logger)
-            try await claim(connection, insertIfMissing: false)
-            let loaded = try await load(user, on: connection)
+            // With the account, the master key the database records: another instance may have rotated it
+            // since this one started, and a value is never sealed under a key the database no longer records.
+            let loaded = try await load(
+                user,
+                rows: connection.query(
+                    """
+                    SELECT m.value, a.global_id, k.provider, k.api_key, k.api_key_name, k.organization_key
+                    FROM store_meta m
+                    LEFT JOIN user_account a ON a.user_id = \(user.rawValue)
+                    LEFT JOIN provider_key k ON k.user_id = a.user_id
+                    WHERE m.name = 'master_key_id'
+                    """, logger: logger),
+                claiming: true)
             let change = try decide(loaded)
             try await save(change, replacing: loaded, on: connection, now: Date())
             return change.account
         }
     }
 
-    func load(_ user: UserID, on connection: PostgresConnection) async throws -> UserAccount? {
+    /// The account from rows of (master key id, global id, provider, sealed key, name, sealed organization),
+    /// one per key, or one with no key; when `claiming`, the first column must be this store's master key.
+    private func load(_ user: UserID, rows: PostgresRowSequence, claiming: Bool = false) async throws -> UserAccount? {
+        var claimed = false
         var globalID: UUID?
-        for try await id in try await connection.query("SELECT global_id FROM user_account WHERE user_id = \(user.rawValue)", logger: logger)
-            .decode(UUID.self)
-        {
-            globalID = id
-        }
-        guard let globalID else { return nil }
         var keys: [Provider: ProviderKey] = [:]
-        let rows = try await connection.query(
-            "SELECT provider, api_key, api_key_name, organization_key FROM provider_key WHERE user_id = \(user.rawValue)", logger: logger)
-        for try await (name, apiKey, apiKeyName, organizationKey) in rows.decode((String, Data, String?, Data?).self) {
+        for try await (recorded, id, name, apiKey, apiKeyName, organizationKey) in rows.decode((Data?, UUID?, String?, Data?, String?, Data?).self) {
+            if claiming, let recorded {
+                guard recorded == masterKey.idBytes else { throw StoreFault.sealedUnderOtherKey(recorded: recorded, given: masterKey) }
+                claimed = true
+            }
+            globalID = id
             // A provider this version does not know was written by a newer one: leave it untouched.
-            guard let provider = Provider(rawValue: name) else { continue }
+            guard let name, let apiKey, let provider = Provider(rawValue: name) else { continue }
             keys[provider] = try codec.open(.init(apiKey: apiKey, organizationKey: organizationKey), name: apiKeyName, user: user.rawValue, provider: name)
         }
-        return UserAccount(user: user, globalID: globalID, keys: keys)
+        if claiming, !claimed { throw StoreFault("the database records no master key") }
+        return globalID.map { UserAccount(user: user, globalID: $0, keys: keys) }
     }
 
-    /// Writes only what changed, so a no-op update touches nothing. Rows whose (key, organization) pair
-    /// is new get the change's health; `verified_at` is when the provider accepted that pair.
+    /// Writes only what changed, so a no-op update touches nothing, in one statement for one provider.
+    /// Rows whose (key, organization) pair is new get the change's health; `verified_at` is when the
+    /// provider accepted that pair.
     func save(_ change: AccountChange, replacing old: UserAccount?, on connection: PostgresConnection, now: Date) async throws {
         let new = change.account
         let user = new.user.rawValue
         let health = KeyHealthColumns(change.healthOfNewCredentials)
         let verifiedAt: Date? = if case .valid(let at) = change.healthOfNewCredentials { at } else { nil }
-        if old == nil {
-            try await connection.query(
-                "INSERT INTO user_account (user_id, global_id, created_at) VALUES (\(user), \(new.globalID), \(now))", logger: logger)
-        }
+        // A new user's row goes in with its first key, in the same statement.
+        var accountToInsert = old == nil
         for provider in Provider.allCases {
             let before = old?.keys[provider]
             let after = new.keys[provider]
@@ -138,27 +162,41 @@ public struct PostgresKeyStore: KeyStore {
             switch (before, after) {
             case (nil, let key?):
                 let sealed = try codec.seal(key, user: user, provider: provider.rawValue)
-                try await connection.query(
-                    """
-                    INSERT INTO provider_key (user_id, provider, api_key, api_key_name, organization_key, verified_at, created_at, updated_at,
-                        health, health_checked_at, health_code)
-                    VALUES (\(user), \(provider.rawValue), \(sealed.apiKey), \(key.apiKeyName), \(sealed.organizationKey), \(verifiedAt),
-                        \(now), \(now), \(health.word), \(health.checkedAt), \(health.code))
-                    """, logger: logger)
-            case (let previous?, let changed?):
-                let sealed = try codec.seal(changed, user: user, provider: provider.rawValue)
-                try await connection.query(
-                    """
-                    UPDATE provider_key SET api_key = \(sealed.apiKey), api_key_name = \(changed.apiKeyName),
-                        organization_key = \(sealed.organizationKey), updated_at = \(now)
-                    WHERE user_id = \(user) AND provider = \(provider.rawValue)
-                    """, logger: logger)
-                // A new (key, organization) pair starts over with the health the change gives it.
-                if !previous.hasSameCredentials(as: changed) {
+                if accountToInsert {
+                    accountToInsert = false
                     try await connection.query(
                         """
-                        UPDATE provider_key SET verified_at = \(verifiedAt), health = \(health.word), health_checked_at = \(health.checkedAt),
-                            health_code = \(health.code)
+                        WITH account AS (INSERT INTO user_account (user_id, global_id, created_at) VALUES (\(user), \(new.globalID), \(now)))
+                        INSERT INTO provider_key (user_id, provider, api_key, api_key_name, organization_key, verified_at, created_at, updated_at,
+                            health, health_checked_at, health_code)
+                        VALUES (\(user), \(provider.rawValue), \(sealed.apiKey), \(key.apiKeyName), \(sealed.organizationKey), \(verifiedAt),
+                            \(now), \(now), \(health.word), \(health.checkedAt), \(health.code))
+                        """, logger: logger)
+                } else {
+                    try await connection.query(
+                        """
+                        INSERT INTO provider_key (user_id, provider, api_key, api_key_name, organization_key, verified_at, created_at, updated_at,
+                            health, health_checked_at, health_code)
+                        VALUES (\(user), \(provider.rawValue), \(sealed.apiKey), \(key.apiKeyName), \(sealed.organizationKey), \(verifiedAt),
+                            \(now), \(now), \(health.word), \(health.checkedAt), \(health.code))
+                        """, logger: logger)
+                }
+            case (let previous?, let changed?):
+                let sealed = try codec.seal(changed, user: user, provider: provider.rawValue)
+                if previous.hasSameCredentials(as: changed) {
+                    try await connection.query(
+                        """
+                        UPDATE provider_key SET api_key = \(sealed.apiKey), api_key_name = \(changed.apiKeyName),
+                            organization_key = \(sealed.organizationKey), updated_at = \(now)
+                        WHERE user_id = \(user) AND provider = \(provider.rawValue)
+                        """, logger: logger)
+                } else {
+                    // A new (key, organization) pair starts over with the health the change gives it.
+                    try await connection.query(
+                        """
+                        UPDATE provider_key SET api_key = \(sealed.apiKey), api_key_name = \(changed.apiKeyName),
+                            organization_key = \(sealed.organizationKey), updated_at = \(now), verified_at = \(verifiedAt),
+                            health = \(health.word), health_checked_at = \(health.checkedAt), health_code = \(health.code)
                         WHERE user_id = \(user) AND provider = \(provider.rawValue)
                         """, logger: logger)
                 }
@@ -167,6 +205,10 @@ public struct PostgresKeyStore: KeyStore {
             case (nil, nil):
                 break
             }
+        }
+        if accountToInsert {
+            try await connection.query(
+                "INSERT INTO user_account (user_id, global_id, created_at) VALUES (\(user), \(new.globalID), \(now))", logger: logger)
         }
     }
 }
