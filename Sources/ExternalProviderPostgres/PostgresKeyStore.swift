@@ -91,124 +91,190 @@ public struct PostgresKeyStore: KeyStore {
                     user,
                     rows: connection.query(
                         """
-                        SELECT NULL::bytea, a.global_id, k.provider, k.api_key, k.api_key_name, k.organization_key
+                        SELECT NULL::bytea, a.version, a.global_id, k.provider, k.api_key, k.api_key_name, k.organization_key
                         FROM user_account a LEFT JOIN provider_key k ON k.user_id = a.user_id WHERE a.user_id = \(user.rawValue)
-                        """, logger: logger))
+                        """, logger: logger),
+                    claiming: false
+                ).account
             }
         }
     }
 
-    // A write is five round trips: BEGIN, the user's lock, one read, one write, COMMIT. Each statement
-    // costs the server more than PostgreSQL's own work (profiled), so reads and writes are joined.
+    // Every write is guarded by the account's version: it lands only if the account is still as it was
+    // read, and it moves the version on. That check, not a lock, is what makes a lost update impossible.
+    // A write first tries without a transaction, in two round trips (read, guarded write), which is
+    // what a server that pays per statement (profiled: PostgresNIO's message handling, not PostgreSQL,
+    // was the cost) wants. A write that loses a race waits for the user's advisory lock and tries again
+    // there, so writers of one busy user queue rather than spin.
 
     public func changeAccount(of user: UserID, _ decide: @escaping @Sendable (UserAccount?) throws -> AccountChange) async throws -> UserAccount {
-        try await transaction { [self] connection in
-            // The lock comes first, in a statement of its own: the read after it sees every write that held
-            // the lock before (under READ COMMITTED each statement takes a new snapshot).
+        let landed = try await PostgresAvailability.classifying { [self] in
+            try await client.withConnection { connection in try await attempt(user, decide, on: connection, inTransaction: false) }
+        }
+        if let landed { return landed }
+        return try await transaction { [self] connection in
             try await connection.query("SELECT pg_advisory_xact_lock(\(Self.userLockClass), hashtext(\(user.rawValue)))", logger: logger)
-            // With the account, the master key the database records: another instance may have rotated it
-            // since this one started, and a value is never sealed under a key the database no longer records.
-            let loaded = try await load(
-                user,
-                rows: connection.query(
-                    """
-                    SELECT m.value, a.global_id, k.provider, k.api_key, k.api_key_name, k.organization_key
-                    FROM store_meta m
-                    LEFT JOIN user_account a ON a.user_id = \(user.rawValue)
-                    LEFT JOIN provider_key k ON k.user_id = a.user_id
-                    WHERE m.name = 'master_key_id'
-                    """, logger: logger),
-                claiming: true)
-            let change = try decide(loaded)
-            try await save(change, replacing: loaded, on: connection, now: Date())
-            return change.account
+            // Under the lock only writers that did not take it can still get in between; each of their
+            // wins is a write that landed, so this ends.
+            while true {
+                if let landed = try await attempt(user, decide, on: connection, inTransaction: true) { return landed }
+            }
         }
     }
 
-    /// The account from rows of (master key id, global id, provider, sealed key, name, sealed organization),
-    /// one per key, or one with no key; when `claiming`, the first column must be this store's master key.
-    private func load(_ user: UserID, rows: PostgresRowSequence, claiming: Bool = false) async throws -> UserAccount? {
+    /// One read and one guarded write. Returns the account after the write, or `nil` if another write
+    /// came first (nothing was written). Outside a transaction, a change that needs more than one
+    /// statement (keys of several providers) is left to the transaction.
+    private func attempt(
+        _ user: UserID, _ decide: @Sendable (UserAccount?) throws -> AccountChange, on connection: PostgresConnection, inTransaction: Bool
+    ) async throws -> UserAccount? {
+        // With the account, the master key the database records: another instance may have rotated it
+        // since this one started, and a value is never sealed under a key the database no longer records.
+        let (loaded, version) = try await load(
+            user,
+            rows: connection.query(
+                """
+                SELECT m.value, a.version, a.global_id, k.provider, k.api_key, k.api_key_name, k.organization_key
+                FROM store_meta m
+                LEFT JOIN user_account a ON a.user_id = \(user.rawValue)
+                LEFT JOIN provider_key k ON k.user_id = a.user_id
+                WHERE m.name = 'master_key_id'
+                """, logger: logger),
+            claiming: true)
+        let change = try decide(loaded)
+        let statements = try writes(change, replacing: loaded, version: version, now: Date())
+        guard !statements.isEmpty else { return change.account }
+        guard inTransaction || statements.count == 1 else { return nil }
+        // The first statement carries the version check; the others belong to the same transaction.
+        let guarded = try await connection.query(statements[0], logger: logger).decode(Int.self).first { _ in true } != nil
+        guard guarded else { return nil }
+        for statement in statements.dropFirst() {
+            try await connection.query(statement, logger: logger)
+        }
+        return change.account
+    }
+
+    /// The account and its version from rows of (master key id, version, global id, provider, sealed key,
+    /// name, sealed organization), one per key, or one with no key. When `claiming`, the first column must
+    /// be this store's master key id.
+    private func load(_ user: UserID, rows: PostgresRowSequence, claiming: Bool) async throws -> (account: UserAccount?, version: Int64?) {
         var claimed = false
+        var version: Int64?
         var globalID: UUID?
         var keys: [Provider: ProviderKey] = [:]
-        for try await (recorded, id, name, apiKey, apiKeyName, organizationKey) in rows.decode((Data?, UUID?, String?, Data?, String?, Data?).self) {
+        for try await (recorded, rowVersion, id, name, apiKey, apiKeyName, organizationKey) in rows.decode(
+            (Data?, Int64?, UUID?, String?, Data?, String?, Data?).self)
+        {
             if claiming, let recorded {
                 guard recorded == masterKey.idBytes else { throw StoreFault.sealedUnderOtherKey(recorded: recorded, given: masterKey) }
                 claimed = true
             }
+            version = rowVersion
             globalID = id
             // A provider this version does not know was written by a newer one: leave it untouched.
             guard let name, let apiKey, let provider = Provider(rawValue: name) else { continue }
             keys[provider] = try codec.open(.init(apiKey: apiKey, organizationKey: organizationKey), name: apiKeyName, user: user.rawValue, provider: name)
         }
         if claiming, !claimed { throw StoreFault("the database records no master key") }
-        return globalID.map { UserAccount(user: user, globalID: $0, keys: keys) }
+        return (globalID.map { UserAccount(user: user, globalID: $0, keys: keys) }, version)
     }
 
-    /// Writes only what changed, so a no-op update touches nothing, in one statement for one provider.
-    /// Rows whose (key, organization) pair is new get the change's health; `verified_at` is when the
-    /// provider accepted that pair.
-    func save(_ change: AccountChange, replacing old: UserAccount?, on connection: PostgresConnection, now: Date) async throws {
+    /// The statements that write what changed, none for a no-op. The first moves the account's version on,
+    /// or makes the account, only if it is still at `version` (`nil`: there is none), and returns a row
+    /// only then. Rows whose (key, organization) pair is new get the change's health; `verified_at` is when
+    /// the provider accepted that pair.
+    func writes(_ change: AccountChange, replacing old: UserAccount?, version: Int64?, now: Date) throws -> [PostgresQuery] {
         let new = change.account
         let user = new.user.rawValue
         let health = KeyHealthColumns(change.healthOfNewCredentials)
         let verifiedAt: Date? = if case .valid(let at) = change.healthOfNewCredentials { at } else { nil }
-        // A new user's row goes in with its first key, in the same statement.
-        var accountToInsert = old == nil
+        var statements: [PostgresQuery] = []
         for provider in Provider.allCases {
             let before = old?.keys[provider]
             let after = new.keys[provider]
             guard before != after else { continue }
+            var write = GuardedWrite()
+            let (userID, providerName) = (write.bind(user), write.bind(provider.rawValue))
             switch (before, after) {
             case (nil, let key?):
                 let sealed = try codec.seal(key, user: user, provider: provider.rawValue)
-                if accountToInsert {
-                    accountToInsert = false
-                    try await connection.query(
-                        """
-                        WITH account AS (INSERT INTO user_account (user_id, global_id, created_at) VALUES (\(user), \(new.globalID), \(now)))
-                        INSERT INTO provider_key (user_id, provider, api_key, api_key_name, organization_key, verified_at, created_at, updated_at,
-                            health, health_checked_at, health_code)
-                        VALUES (\(user), \(provider.rawValue), \(sealed.apiKey), \(key.apiKeyName), \(sealed.organizationKey), \(verifiedAt),
-                            \(now), \(now), \(health.word), \(health.checkedAt), \(health.code))
-                        """, logger: logger)
-                } else {
-                    try await connection.query(
-                        """
-                        INSERT INTO provider_key (user_id, provider, api_key, api_key_name, organization_key, verified_at, created_at, updated_at,
-                            health, health_checked_at, health_code)
-                        VALUES (\(user), \(provider.rawValue), \(sealed.apiKey), \(key.apiKeyName), \(sealed.organizationKey), \(verifiedAt),
-                            \(now), \(now), \(health.word), \(health.checkedAt), \(health.code))
-                        """, logger: logger)
-                }
+                let (apiKey, organization) = (try write.bind(sealed: sealed.apiKey), try write.bind(sealed: sealed.organizationKey))
+                write.body = """
+                    INSERT INTO provider_key (user_id, provider, api_key, api_key_name, organization_key, verified_at, created_at, updated_at,
+                        health, health_checked_at, health_code)
+                    SELECT user_id, \(providerName), \(apiKey), \(write.bind(key.apiKeyName)), \(organization),
+                        \(write.bind(verifiedAt)), \(write.bind(now)), \(write.bind(now)), \(write.bind(health.word)), \(write.bind(health.checkedAt)),
+                        \(write.bind(health.code))
+                    FROM account RETURNING 1
+                    """
             case (let previous?, let changed?):
                 let sealed = try codec.seal(changed, user: user, provider: provider.rawValue)
-                if previous.hasSameCredentials(as: changed) {
-                    try await connection.query(
-                        """
-                        UPDATE provider_key SET api_key = \(sealed.apiKey), api_key_name = \(changed.apiKeyName),
-                            organization_key = \(sealed.organizationKey), updated_at = \(now)
-                        WHERE user_id = \(user) AND provider = \(provider.rawValue)
-                        """, logger: logger)
-                } else {
-                    // A new (key, organization) pair starts over with the health the change gives it.
-                    try await connection.query(
-                        """
-                        UPDATE provider_key SET api_key = \(sealed.apiKey), api_key_name = \(changed.apiKeyName),
-                            organization_key = \(sealed.organizationKey), updated_at = \(now), verified_at = \(verifiedAt),
-                            health = \(health.word), health_checked_at = \(health.checkedAt), health_code = \(health.code)
-                        WHERE user_id = \(user) AND provider = \(provider.rawValue)
-                        """, logger: logger)
-                }
+                let (apiKey, organization) = (try write.bind(sealed: sealed.apiKey), try write.bind(sealed: sealed.organizationKey))
+                // A new (key, organization) pair starts over with the health the change gives it.
+                let newPair = previous.hasSameCredentials(as: changed) ? "" : """
+                    , verified_at = \(write.bind(verifiedAt)), health = \(write.bind(health.word)),
+                    health_checked_at = \(write.bind(health.checkedAt)), health_code = \(write.bind(health.code))
+                    """
+                write.body = """
+                    UPDATE provider_key k SET api_key = \(apiKey), api_key_name = \(write.bind(changed.apiKeyName)),
+                        organization_key = \(organization), updated_at = \(write.bind(now))\(newPair)
+                    FROM account WHERE k.user_id = account.user_id AND k.provider = \(providerName) RETURNING 1
+                    """
             case (_?, nil):
-                try await connection.query("DELETE FROM provider_key WHERE user_id = \(user) AND provider = \(provider.rawValue)", logger: logger)
+                write.body = "DELETE FROM provider_key k USING account WHERE k.user_id = account.user_id AND k.provider = \(providerName) RETURNING 1"
             case (nil, nil):
-                break
+                continue
             }
+            statements.append(statements.isEmpty ? write.guarded(user: userID, globalID: new.globalID, now: now, version: version) : write.unguarded(user: userID))
         }
-        if accountToInsert {
-            try await connection.query(
-                "INSERT INTO user_account (user_id, global_id, created_at) VALUES (\(user), \(new.globalID), \(now))", logger: logger)
+        if statements.isEmpty && old == nil {
+            // A new account with no key yet.
+            var write = GuardedWrite()
+            let userID = write.bind(user)
+            write.body = "SELECT 1 FROM account"
+            statements.append(write.guarded(user: userID, globalID: new.globalID, now: now, version: nil))
         }
+        return statements
+    }
+}
+
+/// One write of one key, after a common table expression `account` that names the user's row: guarded
+/// (made, or moved to the next version, only if still at the version read) or not.
+struct GuardedWrite {
+    var binds = PostgresBindings()
+    var body = ""
+
+    /// `$n` for a new bind of `value`.
+    mutating func bind(_ value: some PostgresDynamicTypeEncodable) -> String {
+        binds.append(value)
+        return "$\(binds.count)"
+    }
+
+    mutating func bind(_ value: (some PostgresDynamicTypeEncodable)?) -> String {
+        binds.append(value)
+        return "$\(binds.count)"
+    }
+
+    mutating func bind(sealed value: Data?) throws -> String {
+        try binds.append(value)
+        return "$\(binds.count)"
+    }
+
+    /// Inserts the account if there is none; moves its version on if it is still `version`. A concurrent
+    /// write that came first leaves `account` empty, so the body writes nothing and returns no row.
+    mutating func guarded(user: String, globalID: UUID, now: Date, version: Int64?) -> PostgresQuery {
+        let (id, created, expected) = (bind(globalID), bind(now), bind(version))
+        return PostgresQuery(unsafeSQL: """
+            WITH account AS (
+                INSERT INTO user_account (user_id, global_id, created_at) VALUES (\(user), \(id), \(created))
+                ON CONFLICT (user_id) DO UPDATE SET version = user_account.version + 1 WHERE user_account.version = \(expected)
+                RETURNING user_id)
+            \(body)
+            """, binds: binds)
+    }
+
+    /// For the later statements of a transaction whose first was guarded.
+    func unguarded(user: String) -> PostgresQuery {
+        PostgresQuery(unsafeSQL: "WITH account AS (SELECT \(user)::text AS user_id)\n\(body)", binds: binds)
     }
 }

@@ -26,7 +26,8 @@ enum PostgresMigrations {
                 CREATE TABLE user_account (
                     user_id TEXT PRIMARY KEY,
                     global_id UUID NOT NULL UNIQUE,
-                    created_at TIMESTAMPTZ NOT NULL)
+                    created_at TIMESTAMPTZ NOT NULL,
+                    version BIGINT NOT NULL DEFAULT 1)
                 """,
                 """
                 CREATE TABLE provider_key (
