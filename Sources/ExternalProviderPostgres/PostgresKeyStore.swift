@@ -5,12 +5,12 @@ import Logging
 import PostgresNIO
 
 /// The shared store: one PostgreSQL database that several instances serve at once. Values are sealed by
-/// the same codec as the embedded store's, so the same master key opens both. Writes to one user
-/// serialise on a transaction-scoped advisory lock of that user, held from the read to the commit, so an
-/// update made through one instance is never lost to one made through another.
+/// the same codec as the embedded store's, so the same master key opens both. Every write lands only if
+/// the account is still at the version it read, so an update made through one instance is never lost to
+/// one made through another; writers that lose a race queue on the user's advisory lock.
 public struct PostgresKeyStore: KeyStore {
-    /// The advisory lock class of per-user write locks; the object is the user id's `hashtext`. Two users
-    /// whose ids hash alike only wait for each other.
+    /// The advisory lock class of per-user write locks, taken after a lost race; the object is the user
+    /// id's `hashtext`. Two users whose ids hash alike only wait for each other.
     static let userLockClass: Int32 = 0x4550_0002
 
     let client: PostgresClient
