@@ -7,6 +7,9 @@ public protocol KeyStore: Sendable {
     /// The id of the master key the store's values are sealed under: safe to print.
     var masterKeyID: String { get }
 
+    /// Runs a trivial query, for readiness: returns once the store answered, throws if it cannot.
+    func checkReachable() async throws
+
     /// The user's account as stored, or `nil` for an unknown user.
     func account(for user: UserID) async throws -> UserAccount?
 

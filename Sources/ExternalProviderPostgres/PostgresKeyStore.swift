@@ -84,6 +84,10 @@ public struct PostgresKeyStore: KeyStore {
         guard recorded == masterKey.idBytes else { throw StoreFault.sealedUnderOtherKey(recorded: recorded, given: masterKey) }
     }
 
+    public func checkReachable() async throws {
+        try await PostgresAvailability.classifying { [client, logger] in try await client.query("SELECT 1", logger: logger) }
+    }
+
     public func account(for user: UserID) async throws -> UserAccount? {
         try await PostgresAvailability.classifying { [self] in
             try await client.withConnection { connection in

@@ -139,6 +139,11 @@ func buildRouter(
 
     router.get("/health") { _, _ in "ok" }
     routes.record(.get, "/health")
+    router.get("/ready") { _, _ in
+        guard await Readiness.storeAnswers(store) else { throw Problem.notReady }
+        return "ready"
+    }
+    routes.record(.get, "/ready")
     router.get("/openapi.yaml") { _, _ in
         Response(
             status: .ok,

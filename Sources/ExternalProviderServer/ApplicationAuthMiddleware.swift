@@ -20,6 +20,7 @@ struct ApplicationAuthMiddleware: RouterMiddleware {
         if let id = Self.presentedID(request), Self.isWellFormed(id), let grant = try await activeApplication(id) {
             var context = context
             context.application = grant
+            context.facts.application = grant.name
             return try await RequestApplication.$current.withValue(grant) { try await next(request, context) }
         }
         let client = context.remoteAddress?.ipAddress ?? "unknown"

@@ -45,6 +45,9 @@ struct Problem: Error, HTTPResponseError, Equatable {
     static let storeUnavailable = Problem(
         .serviceUnavailable, "The key store cannot be reached just now; send the request again shortly.", headers: [.retryAfter: "1"])
 
+    static let notReady = Problem(
+        .serviceUnavailable, "Not ready: the key store did not answer a trivial query within \(Readiness.budget).", headers: [.retryAfter: "1"])
+
     static func badRequest(_ message: String) -> Problem {
         Problem(.badRequest, message)
     }

@@ -1,21 +1,50 @@
+import Foundation
+import HTTPTypes
 import Hummingbird
 import Logging
 
-/// One debug line per request: method, path, status and duration. Only the path: a query string, the
-/// headers (the application id among them) and the body may all carry secrets, so none is logged.
-struct RequestLogMiddleware<Context: RequestContext>: RouterMiddleware {
+/// One line per request, at info: method, path, status, duration, the application's name (never its
+/// id) and a request id. Only the path: a query string, the headers (the application id among them) and
+/// the body may all carry secrets, so none is logged. The request id is the client's `X-Request-ID` when
+/// it is a plain token, or a new one; it is echoed back, and so do the lines the request's own logger
+/// writes below this middleware (a fault, an unavailable store).
+struct RequestLogMiddleware: RouterMiddleware {
+    typealias Context = AppRequestContext
+    static var header: HTTPField.Name { HTTPField.Name("X-Request-ID")! }
+
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        let id = Self.requestID(given: request.headers[Self.header])
+        var context = context
+        context.logger[metadataKey: "request.id"] = .string(id)
         let started = ContinuousClock.now
-        let response = try await next(request, context)
-        context.logger.debug(
+        var response = try await next(request, context)
+        response.headers[Self.header] = id
+        context.logger.info(
             "request",
             metadata: [
                 "http.method": "\(request.method.rawValue)",
                 "http.path": "\(request.uri.path)",
                 "http.status": "\(response.status.code)",
                 "duration_ms": "\((ContinuousClock.now - started) / .milliseconds(1))",
+                "application": "\(context.facts.application ?? "-")",
             ]
         )
         return response
+    }
+
+    /// The client's id if it is 1 to 128 letters, digits, '-', '_' or '.', so that it cannot forge log
+    /// lines or carry anything long; otherwise 16 random bytes in hex.
+    static func requestID(given: String?) -> String {
+        if let given, (1...128).contains(given.utf8.count),
+            given.utf8.allSatisfy({ byte in
+                (byte >= UInt8(ascii: "a") && byte <= UInt8(ascii: "z")) || (byte >= UInt8(ascii: "A") && byte <= UInt8(ascii: "Z"))
+                    || (byte >= UInt8(ascii: "0") && byte <= UInt8(ascii: "9")) || byte == UInt8(ascii: "-") || byte == UInt8(ascii: "_")
+                    || byte == UInt8(ascii: ".")
+            })
+        {
+            return given
+        }
+        var generator = SystemRandomNumberGenerator()
+        return (0..<16).map { _ in String(format: "%02x", UInt8.random(in: .min ... .max, using: &generator)) }.joined()
     }
 }

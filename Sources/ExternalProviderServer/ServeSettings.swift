@@ -42,6 +42,8 @@ public struct ServeSettings: AppArguments, Equatable {
     public var databaseURL: DatabaseURL?
     /// Whether `serve` applies missing migrations to PostgreSQL (the data dir's store always migrates).
     public var migrate: Bool
+    /// `text` or `json` lines on stderr.
+    public var logFormat: LogFormat
 
     public static let defaultVerifyTimeout = 10.0
     /// Enough for any team's clients, yet far below the descriptor limit the server raises itself to.
@@ -60,7 +62,8 @@ public struct ServeSettings: AppArguments, Equatable {
         verifyKeys: Bool = true, openAIBaseURL: String = OpenAIKeyVerifier.defaultBaseURL, verifyTimeout: Double = defaultVerifyTimeout,
         maxConnections: Int = defaultMaxConnections, requestTimeout: Double = defaultRequestTimeout,
         relayMaxBody: Int = defaultRelayMaxBody, relayTimeout: Double = defaultRelayTimeout,
-        recheckInterval: Double = defaultRecheckInterval, databaseURL: DatabaseURL? = nil, migrate: Bool = true
+        recheckInterval: Double = defaultRecheckInterval, databaseURL: DatabaseURL? = nil, migrate: Bool = true,
+        logFormat: LogFormat = .text
     ) {
         self.host = host
         self.port = port
@@ -79,6 +82,7 @@ public struct ServeSettings: AppArguments, Equatable {
         self.recheckInterval = recheckInterval
         self.databaseURL = databaseURL
         self.migrate = migrate
+        self.logFormat = logFormat
     }
 
     public init(
@@ -99,6 +103,7 @@ public struct ServeSettings: AppArguments, Equatable {
         recheckInterval: String? = nil,
         databaseURL: String? = nil,
         migrate: Bool? = nil,
+        logFormat: String? = nil,
         environment: [String: String] = ProcessInfo.processInfo.environment
     ) throws {
         func setting<T>(_ flag: T?, _ variable: String, default value: T, expecting: String, _ parse: (String) -> T?) throws -> T {
@@ -166,6 +171,9 @@ public struct ServeSettings: AppArguments, Equatable {
             self.databaseURL = url
         }
         self.migrate = try setting(migrate, "EXTERNAL_PROVIDER_MIGRATE", default: true, expecting: "true or false", Self.boolean)
+        let format = try setting(logFormat, "EXTERNAL_PROVIDER_LOG_FORMAT", default: LogFormat.text.rawValue, expecting: "text or json") { $0 }
+        guard let parsedFormat = LogFormat(rawValue: format) else { throw ServeFailure("--log-format must be text or json, not '\(format)'") }
+        self.logFormat = parsedFormat
     }
 
     static func boolean(_ text: String) -> Bool? {

@@ -94,11 +94,10 @@ extension StoreLocation {
             let dataDirectory = DataDirectory(path)
             let store = try await dataDirectory.openStore(masterKeyFile: masterKeyFile, environment: environment, logger: logger)
             if try await dataDirectory.ensureDefaultApplication(store) {
-                // The id itself is never printed: stderr is also the log stream, which a journal keeps.
-                FileHandle.standardError.write(Data("""
-                    external-provider: registered application 'default'; its X-Application-ID is in \(dataDirectory.file(DataDirectory.applicationIDFileName)) (mode 0600) for local clients
-
-                    """.utf8))
+                // The id itself is never logged: the log may go to a journal others read.
+                logger.notice(
+                    "registered application 'default'; its X-Application-ID is in the file below (mode 0600) for local clients",
+                    metadata: ["path": "\(dataDirectory.file(DataDirectory.applicationIDFileName))"])
             }
             return ServingStore(store: store, services: [], prepare: {})
         case .postgres(let url):

@@ -141,6 +141,10 @@ public struct SQLiteKeyStore: KeyStore {
         guard recorded == masterKey.idBytes else { throw StoreFault.sealedUnderOtherKey(recorded: recorded, given: masterKey) }
     }
 
+    public func checkReachable() async throws {
+        try await writer.read { db in try db.execute(sql: "SELECT 1") }
+    }
+
     public func account(for user: UserID) async throws -> UserAccount? {
         try await writer.read { [codec] db in try Self.load(user, in: db, codec: codec)?.account }
     }

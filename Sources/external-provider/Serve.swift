@@ -16,6 +16,9 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "trace, debug, info, notice, warning, error or critical. Env: EXTERNAL_PROVIDER_LOG_LEVEL. Default: info.")
     var logLevel: String?
 
+    @Option(help: "text, or json: one JSON object per line. Env: EXTERNAL_PROVIDER_LOG_FORMAT. Default: text.")
+    var logFormat: String?
+
     @Option(name: .customLong("allow-origin"), help: "A web page origin (https://app.example.com) allowed to call the API; repeatable. Env: EXTERNAL_PROVIDER_ALLOW_ORIGIN, comma-separated. Default: none.")
     var allowedOrigins: [String] = []
 
@@ -61,10 +64,11 @@ struct Serve: AsyncParsableCommand {
                 verifyKeys: verifyKeys, openAIBaseURL: openAIBaseURL, verifyTimeout: verifyTimeout,
                 maxConnections: maxConnections, requestTimeout: requestTimeout,
                 relayMaxBody: relayMaxBody, relayTimeout: relayTimeout, recheckInterval: recheckInterval,
-                databaseURL: store.databaseURL, migrate: migrate)
+                databaseURL: store.databaseURL, migrate: migrate, logFormat: logFormat)
         } catch {
             fail("\(error)")
         }
+        settings.logFormat.bootstrap()
         if let failure = await ServeFailure.probe(host: settings.host, port: settings.port) {
             fail(failure.description)
         }

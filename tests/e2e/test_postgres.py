@@ -112,7 +112,8 @@ def cluster(command):
 def test_an_outage_answers_503_keeps_every_acknowledged_write_and_recovers(workdir):
     """Writes run one after another while the cluster is stopped and started again: each gets 200 or a
     503 sentence (never a 500), a write sent while it is down gets that 503 within the store's 5 s,
-    /health stays up, every 200 is stored, and writes succeed again after."""
+    /health stays up while /ready says 503 within about a second, every 200 is stored, and writes (and
+    /ready) succeed again after."""
     server = Server(workdir / "data", database_url=new_database()).start()
     application_id = server.application_id
     outcomes, stop = [], threading.Event()
@@ -140,8 +141,16 @@ def test_an_outage_answers_503_keeps_every_acknowledged_write_and_recovers(workd
             waited = time.monotonic() - started
             with urllib.request.urlopen(server.base_url + "/health", timeout=5) as health:
                 assert health.status == 200
+            started = time.monotonic()
+            try:
+                urllib.request.urlopen(server.base_url + "/ready", timeout=5)
+                ready = 200
+            except urllib.error.HTTPError as error:
+                ready = error.code
+            ready_took = time.monotonic() - started
         finally:
             cluster("resume")
+        assert ready == 503 and ready_took < 3
         assert probe == (503, "The key store cannot be reached just now; send the request again shortly.")
         assert waited < 8
         recovered = len(outcomes)
@@ -158,6 +167,8 @@ def test_an_outage_answers_503_keeps_every_acknowledged_write_and_recovers(workd
         assert statuses <= {200, 503}, statuses
         assert set(unavailable) <= {"The key store cannot be reached just now; send the request again shortly."}
         assert outcomes[-1][1] == 200, "writes did not recover"
+        with urllib.request.urlopen(server.base_url + "/ready", timeout=5) as ready_again:
+            assert ready_again.status == 200
         stored = {row["user"] for row in json.loads(server.cli("keys", "list", "--json").stdout)}
         acknowledged = [user for user, status, _ in outcomes if status == 200]
         print(f"\noutage: {len(outcomes)} writes sent, {len(acknowledged)} acknowledged, {len(unavailable)} answered 503, "

@@ -1,0 +1,82 @@
+import ExternalProviderCore
+import Foundation
+import HTTPTypes
+import ExternalProviderStore
+import Testing
+
+@testable import ExternalProviderServer
+
+/// A store that never answers, for readiness.
+struct SilentStore: KeyStore {
+    let base: any KeyStore
+    var masterKeyID: String { base.masterKeyID }
+    func checkReachable() async throws { try await Task.sleep(for: .seconds(30)) }
+    func account(for user: UserID) async throws -> UserAccount? { try await base.account(for: user) }
+    func changeAccount(of user: UserID, _ decide: @escaping @Sendable (UserAccount?) throws -> AccountChange) async throws -> UserAccount {
+        try await base.changeAccount(of: user, decide)
+    }
+    func recordHealth(_ health: KeyHealth, of credentials: ProviderCredentials, for user: UserID) async throws -> Bool {
+        try await base.recordHealth(health, of: credentials, for: user)
+    }
+    func storedKeys() async throws -> [StoredKeySummary] { try await base.storedKeys() }
+    func keysDueForCheck(checkedBefore cutoff: Date, limit: Int) async throws -> [(UserID, ProviderCredentials)] {
+        try await base.keysDueForCheck(checkedBefore: cutoff, limit: limit)
+    }
+}
+
+@Suite("Operating: readiness and request logs")
+struct OperatingTests {
+    static var requestID: HTTPField.Name { RequestLogMiddleware.header }
+
+    @Test("/ready answers 'ready' once the store answers, with no application id")
+    func ready() async throws {
+        try await TestServer().run { client in
+            let answer = try await client.send("/ready", method: .get)
+            #expect(answer.status == .ok && answer.body == "ready")
+        }
+    }
+
+    @Test("/ready answers 503 within about a second when the store does not answer")
+    func notReady() async throws {
+        let store = try SQLiteKeyStore.inMemory()
+        let started = ContinuousClock.now
+        #expect(await Readiness.storeAnswers(SilentStore(base: store)) == false)
+        #expect(ContinuousClock.now - started < .seconds(3))
+        #expect(await Readiness.storeAnswers(store))
+        #expect(Problem.notReady.status == .serviceUnavailable)
+    }
+
+    @Test("one log line per request with method, path, status, duration, application name and request id; the id is echoed")
+    func requestLine() async throws {
+        let server = try await TestServer()
+        try await server.run { client in
+            let given = try await client.post(
+                "create", #"{"user":"auth0|logged","open_AI":{"api_key":"sk-logged-0123456789abcdWxyz"}}"#,
+                headers: [Self.requestID: "trace-42.a_b"])
+            #expect(given.status == .ok && given.headers[Self.requestID] == "trace-42.a_b")
+            let made = try await client.send("/health", method: .get)
+            let generated = try #require(made.headers[Self.requestID])
+            #expect(generated.count == 32 && generated.allSatisfy(\.isHexDigit))
+            let forged = try await client.send("/health", method: .get, headers: [Self.requestID: "x\" level=error fake"])
+            #expect(forged.headers[Self.requestID] != "x\" level=error fake")
+        }
+        let lines = server.logs.text.split(separator: "\n").filter { $0.contains("info request ") }
+        #expect(lines.count == 3)
+        let create = try #require(lines.first)
+        for field in [
+            #""http.method": POST"#, #""http.path": /external_provider/api_key/create"#, #""http.status": 200"#, #""application": tests"#,
+            #""request.id": trace-42.a_b"#, #""duration_ms": "#,
+        ] {
+            #expect(create.contains(field), "\(field) missing from \(create)")
+        }
+        #expect(!server.logs.text.contains(server.applicationID))
+    }
+
+    @Test("request ids: a plain token of up to 128 characters is kept, anything else replaced")
+    func requestIDs() {
+        #expect(RequestLogMiddleware.requestID(given: "abc-DEF_1.2") == "abc-DEF_1.2")
+        for refused in ["", "a b", "line\nbreak", String(repeating: "a", count: 129), "ключ"] {
+            #expect(RequestLogMiddleware.requestID(given: refused) != refused)
+        }
+    }
+}
