@@ -44,6 +44,8 @@ public struct ServeSettings: AppArguments, Equatable {
     public var migrate: Bool
     /// `text` or `json` lines on stderr.
     public var logFormat: LogFormat
+    /// Seconds requests in flight may take to finish after SIGTERM or SIGINT before they are cut.
+    public var shutdownTimeout: Double
 
     public static let defaultVerifyTimeout = 10.0
     /// Enough for any team's clients, yet far below the descriptor limit the server raises itself to.
@@ -55,6 +57,7 @@ public struct ServeSettings: AppArguments, Equatable {
     /// A reasoning model may take minutes before its first token.
     public static let defaultRelayTimeout = 600.0
     public static let defaultRecheckInterval = 86400.0
+    public static let defaultShutdownTimeout = 10.0
 
     public init(
         host: String, port: Int, dataDirectory: String, logLevel: Logger.Level,
@@ -63,7 +66,7 @@ public struct ServeSettings: AppArguments, Equatable {
         maxConnections: Int = defaultMaxConnections, requestTimeout: Double = defaultRequestTimeout,
         relayMaxBody: Int = defaultRelayMaxBody, relayTimeout: Double = defaultRelayTimeout,
         recheckInterval: Double = defaultRecheckInterval, databaseURL: DatabaseURL? = nil, migrate: Bool = true,
-        logFormat: LogFormat = .text
+        logFormat: LogFormat = .text, shutdownTimeout: Double = defaultShutdownTimeout
     ) {
         self.host = host
         self.port = port
@@ -83,6 +86,7 @@ public struct ServeSettings: AppArguments, Equatable {
         self.databaseURL = databaseURL
         self.migrate = migrate
         self.logFormat = logFormat
+        self.shutdownTimeout = shutdownTimeout
     }
 
     public init(
@@ -104,6 +108,7 @@ public struct ServeSettings: AppArguments, Equatable {
         databaseURL: String? = nil,
         migrate: Bool? = nil,
         logFormat: String? = nil,
+        shutdownTimeout: Double? = nil,
         environment: [String: String] = ProcessInfo.processInfo.environment
     ) throws {
         func setting<T>(_ flag: T?, _ variable: String, default value: T, expecting: String, _ parse: (String) -> T?) throws -> T {
@@ -174,6 +179,11 @@ public struct ServeSettings: AppArguments, Equatable {
         let format = try setting(logFormat, "EXTERNAL_PROVIDER_LOG_FORMAT", default: LogFormat.text.rawValue, expecting: "text or json") { $0 }
         guard let parsedFormat = LogFormat(rawValue: format) else { throw ServeFailure("--log-format must be text or json, not '\(format)'") }
         self.logFormat = parsedFormat
+        self.shutdownTimeout = try setting(
+            shutdownTimeout, "EXTERNAL_PROVIDER_SHUTDOWN_TIMEOUT", default: Self.defaultShutdownTimeout, expecting: "a number of seconds") { Double($0) }
+        guard self.shutdownTimeout >= 0, self.shutdownTimeout <= 3600 else {
+            throw ServeFailure("--shutdown-timeout must be 0 to 3600 seconds, not \(self.shutdownTimeout)")
+        }
     }
 
     static func boolean(_ text: String) -> Bool? {

@@ -52,6 +52,9 @@ struct Serve: AsyncParsableCommand {
     @Flag(inversion: .prefixedNo, help: "With --database-url: apply missing migrations at start (under an advisory lock), or with --no-migrate refuse an outdated database. Env: EXTERNAL_PROVIDER_MIGRATE. Default: on.")
     var migrate: Bool?
 
+    @Option(help: "Seconds requests in flight may take to finish after SIGTERM or SIGINT; relayed streams still open then are cut. Env: EXTERNAL_PROVIDER_SHUTDOWN_TIMEOUT. Default: 10.")
+    var shutdownTimeout: Double?
+
     @Flag(help: "Allow core dumps of this process. They can hold keys, so they are off unless given.")
     var allowCoreDumps = false
 
@@ -64,7 +67,7 @@ struct Serve: AsyncParsableCommand {
                 verifyKeys: verifyKeys, openAIBaseURL: openAIBaseURL, verifyTimeout: verifyTimeout,
                 maxConnections: maxConnections, requestTimeout: requestTimeout,
                 relayMaxBody: relayMaxBody, relayTimeout: relayTimeout, recheckInterval: recheckInterval,
-                databaseURL: store.databaseURL, migrate: migrate, logFormat: logFormat)
+                databaseURL: store.databaseURL, migrate: migrate, logFormat: logFormat, shutdownTimeout: shutdownTimeout)
         } catch {
             fail("\(error)")
         }
@@ -74,7 +77,7 @@ struct Serve: AsyncParsableCommand {
         }
         do {
             let app = try await buildApplication(settings)
-            try await app.runService()
+            try await serveUntilSignalled(app, shutdownTimeout: settings.shutdownTimeout, logLevel: settings.logLevel)
         } catch {
             if let failure = error as? ServeFailure ?? ServeFailure.bind(error, host: settings.host, port: settings.port) {
                 fail(failure.description)
