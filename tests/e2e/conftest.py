@@ -41,6 +41,12 @@ DATABASE_URL = os.environ.get("EXTERNAL_PROVIDER_TEST_DATABASE_URL")
 STORES = ["sqlite", "postgres"] if DATABASE_URL else ["sqlite"]
 
 
+def server_environment():
+    """The runner's environment without any setting of ours: each server gets only the flags its test gives."""
+    return {name: value for name, value in os.environ.items()
+            if not name.startswith("EXTERNAL_PROVIDER_") and name != "DATABASE_URL"}
+
+
 # For a test of what only the data dir's store has (its files, SQLite's own locks).
 sqlite_only = pytest.mark.parametrize("server", ["sqlite"], indirect=True)
 
@@ -88,7 +94,7 @@ class Server:
         """Runs a command of the binary against this server's store."""
         store = self.extra_args[:4] if self.database_url else ["--data-dir", str(self.data_dir)]
         return subprocess.run([str(BINARY), *arguments, *store], capture_output=True, text=True, check=check,
-                              stdin=subprocess.DEVNULL)
+                              stdin=subprocess.DEVNULL, env=server_environment())
 
     def launch(self):
         """Starts the process without waiting for it to serve, so several can start at once."""
@@ -101,6 +107,7 @@ class Server:
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             preexec_fn=self.preexec_fn,
+            env=server_environment(),
         )
         return self
 
@@ -118,9 +125,12 @@ class Server:
         raise RuntimeError("server did not become healthy within 30 s:\n" + self.log_text())
 
     def stop(self, sig=signal.SIGTERM):
+        """Stops the server; one asked to stop (SIGTERM) must exit cleanly."""
         if self.process and self.process.poll() is None:
             self.process.send_signal(sig)
             self.process.wait(timeout=20)
+            if sig == signal.SIGTERM:
+                assert self.process.returncode == 0, f"serve exited with {self.process.returncode}:\n{self.log_since_launch()[-2000:]}"
         if self.process:
             self.log.close()
 
