@@ -52,6 +52,20 @@ struct DataDirectoryTests {
         }
     }
 
+    @Test("with both --master-key-file and EXTERNAL_PROVIDER_MASTER_KEY given, the file wins")
+    func fileWinsOverEnvironment() async throws {
+        let directory = temporary()
+        defer { try? FileManager.default.removeItem(atPath: directory.path) }
+        try directory.prepare()
+        let (fromFile, fromEnvironment) = (MasterKey.generate(), MasterKey.generate())
+        let keyFile = directory.file("given.key")
+        try SecretFile.writeAtomically(fromFile.base64 + "\n", to: keyFile)
+        let store = try await directory.openStore(
+            masterKeyFile: keyFile, environment: ["EXTERNAL_PROVIDER_MASTER_KEY": fromEnvironment.base64], logger: logger)
+        #expect(store.masterKeyID == fromFile.id)
+        #expect(try SQLiteKeyStore.recordedMasterKeyID(at: directory.storePath) == fromFile.id)
+    }
+
     @Test("the default application is made once, and its id written with mode 0600")
     func defaultApplication() async throws {
         let directory = temporary()

@@ -82,6 +82,20 @@ struct SecurityOverHTTPTests {
         #expect(try await server.store.account(for: UserID(trusted: "auth0|ada")) == nil)
     }
 
+    @Test("an Origin not allowed gets 403 before a 404 or a 405 could say which paths and methods exist")
+    func originBeforeRouting() async throws {
+        let server = try await TestServer()
+        try await server.run { client in
+            let evil: HTTPFields = [.origin: "https://evil.example"]
+            let wrongMethod = try await client.send("/external_provider/api_key/create", method: .get)
+            let wrongMethodFromPage = try await client.send("/external_provider/api_key/create", method: .get, headers: evil)
+            let noPath = try await client.send("/no/such/path", method: .get)
+            let noPathFromPage = try await client.send("/no/such/path", method: .get, headers: evil)
+            #expect(wrongMethod.status == .methodNotAllowed && noPath.status == .notFound)
+            #expect(wrongMethodFromPage.status == .forbidden && noPathFromPage.status == .forbidden)
+        }
+    }
+
     @Test("an Origin not allowed gets 403, valid application id or not; an allowed one gets CORS headers")
     func origins() async throws {
         let server = try await TestServer(access: AccessPolicy(boundHost: "127.0.0.1", port: 80, allowedOrigins: ["https://app.example.com/"]))
