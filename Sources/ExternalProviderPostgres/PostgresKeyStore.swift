@@ -73,14 +73,16 @@ public struct PostgresKeyStore: KeyStore {
     /// records it, and a write after another instance rotated the key is refused rather than sealed under
     /// a key the database no longer records.
     func claim(_ connection: PostgresConnection, insertIfMissing: Bool) async throws {
+        if insertIfMissing {
+            // Instances that start together on a new database race here: the first key recorded wins, and
+            // every other instance then compares its key with that one.
+            try await connection.query(
+                "INSERT INTO store_meta (name, value) VALUES ('master_key_id', \(masterKey.idBytes)) ON CONFLICT (name) DO NOTHING", logger: logger)
+        }
         let rows = try await connection.query("SELECT value FROM store_meta WHERE name = 'master_key_id'", logger: logger)
         var recorded: Data?
         for try await value in rows.decode(Data.self) { recorded = value }
-        guard let recorded else {
-            guard insertIfMissing else { throw StoreFault("the database records no master key") }
-            try await connection.query("INSERT INTO store_meta (name, value) VALUES ('master_key_id', \(masterKey.idBytes))", logger: logger)
-            return
-        }
+        guard let recorded else { throw StoreFault("the database records no master key") }
         guard recorded == masterKey.idBytes else { throw StoreFault.sealedUnderOtherKey(recorded: recorded, given: masterKey) }
     }
 

@@ -65,6 +65,11 @@ struct StoreUnderTest: Sendable {
         }
     }
 
+    /// A PostgreSQL client on this test's database, running for the call.
+    func withPostgresClient<Result: Sendable>(_ body: @Sendable (PostgresClient) async throws -> Result) async throws -> Result {
+        try await PostgresKeyStore.withClient(try #require(url), logger: Self.logger, body)
+    }
+
     /// Opens the store (again) and runs `body` with it.
     func open<Result: Sendable>(masterKey: MasterKey? = nil, _ body: @Sendable (any FullStore) async throws -> Result) async throws -> Result {
         let key = masterKey ?? self.masterKey

@@ -188,21 +188,27 @@ def serve_refused(workdir, *arguments):
     return lines[0]
 
 
-def test_instances_that_start_together_migrate_once(workdir):
-    database = new_database()
-    servers = [Server(workdir / f"instance-{index}", database_url=database) for index in range(4)]
-    try:
-        for server in servers:
-            server.launch()
-        for server in servers:
-            server.wait_until_healthy()
-        applied = subprocess.run(["psql", database, "-At", "-c", "SELECT version, data_version FROM external_provider_migration"],
-                                 capture_output=True, text=True, check=True).stdout.split()
-        assert applied == ["1|2"]
-        assert sum("migrated the database" in server.log_since_launch() for server in servers) == 1
-    finally:
-        for server in servers:
-            server.stop()
+def test_instances_that_start_together_migrate_once_and_agree_on_the_master_key(workdir):
+    """Rounds of four instances started at once on a new database: all serve, the migration is applied
+    once, and the master key is recorded once (they share it)."""
+    for round_number in range(3):
+        database = new_database()
+        servers = [Server(workdir / f"round-{round_number}" / f"instance-{index}", database_url=database) for index in range(4)]
+        try:
+            for server in servers:
+                server.launch()
+            for server in servers:
+                server.wait_until_healthy()
+            applied = subprocess.run(["psql", database, "-At", "-c", "SELECT version, data_version FROM external_provider_migration"],
+                                     capture_output=True, text=True, check=True).stdout.split()
+            assert applied == ["1|2"]
+            assert sum("migrated the database" in server.log_since_launch() for server in servers) == 1
+            recorded = subprocess.run(["psql", database, "-At", "-c", "SELECT count(*) FROM store_meta WHERE name = 'master_key_id'"],
+                                      capture_output=True, text=True, check=True).stdout.strip()
+            assert recorded == "1"
+        finally:
+            for server in servers:
+                server.stop()
 
 
 def test_no_migrate_refuses_an_outdated_database_until_migrate(workdir):
