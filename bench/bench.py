@@ -215,7 +215,7 @@ class ExternalProviderOnPostgres(ExternalProvider):
         store = ["--database-url", self.database_url, "--master-key-file", str(self.key_file)]
         self.data_dir = data_dir or Path(tempfile.mkdtemp(dir=self.workdir)) / "data"
         self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        made = subprocess.run([self.binary, "migrate", "--database-url", self.database_url], capture_output=True, text=True, check=True)
+        subprocess.run([self.binary, "migrate", "--database-url", self.database_url], capture_output=True, text=True, check=True)
         made = subprocess.run([self.binary, "apps", "create", "bench", "--scope", "keys", "--scope", "relay", *store],
                               capture_output=True, text=True, check=True)
         (self.data_dir / "application-id").write_text(made.stdout)

@@ -59,10 +59,8 @@ public struct DataDirectory: Sendable {
         defer { withExtendedLifetime(lock) {} }
         do {
             return try await body()
-        } catch let fault as StoreFault {
-            throw ServeFailure(fault.description)
-        } catch let refusal as UnsafePath {
-            throw ServeFailure("refusing the master key: \(refusal)")
+        } catch {
+            throw ServeFailure(opening: error) ?? error
         }
     }
 

@@ -43,10 +43,8 @@ public enum StoreLocation: Sendable, Equatable {
         }
         do {
             return try source.load(environment: environment).key
-        } catch let fault as StoreFault {
-            throw ServeFailure(fault.description)
-        } catch let refusal as UnsafePath {
-            throw ServeFailure("refusing the master key: \(refusal)")
+        } catch {
+            throw ServeFailure(opening: error) ?? error
         }
     }
 
@@ -59,10 +57,9 @@ public enum StoreLocation: Sendable, Equatable {
         switch self {
         case .dataDirectory(let path):
             return try await body(try await DataDirectory(path).openStore(masterKeyFile: masterKeyFile, environment: environment, logger: logger))
-        case .postgres(let url):
-            let key = try Self.givenMasterKey(file: masterKeyFile, environment: environment)
-            return try await Self.servingFaults {
-                try await PostgresKeyStore.withStore(url, masterKey: key, migrate: migrate, logger: logger) { try await body($0) }
+        case .postgres:
+            return try await withPostgresStore(masterKeyFile: masterKeyFile, environment: environment, migrate: migrate, logger: logger) {
+                try await body($0)
             }
         }
     }
@@ -71,10 +68,20 @@ public enum StoreLocation: Sendable, Equatable {
     static func servingFaults<Result>(_ body: () async throws -> Result) async throws -> Result {
         do {
             return try await body()
-        } catch let fault as StoreFault {
-            throw ServeFailure(fault.description)
-        } catch let unavailable as StoreUnavailable {
-            throw ServeFailure("cannot reach the database: \(unavailable)")
+        } catch {
+            throw ServeFailure(opening: error) ?? error
+        }
+    }
+}
+
+extension ServeFailure {
+    /// The one line for a store, master key or data dir that cannot be used, or `nil` for any other error.
+    init?(opening error: any Error) {
+        switch error {
+        case let fault as StoreFault: self.init(fault.description)
+        case let refusal as UnsafePath: self.init("refusing the master key: \(refusal)")
+        case let unavailable as StoreUnavailable: self.init("cannot reach the database: \(unavailable)")
+        default: return nil
         }
     }
 }
@@ -115,12 +122,13 @@ extension StoreLocation {
 extension StoreLocation {
     /// Runs `body` with the PostgreSQL store itself, for what only it offers (its master key rotation).
     public func withPostgresStore<Result: Sendable>(
-        masterKeyFile: String?, environment: [String: String], logger: Logger, _ body: @Sendable (PostgresKeyStore) async throws -> Result
+        masterKeyFile: String?, environment: [String: String], migrate: Bool = false, logger: Logger,
+        _ body: @Sendable (PostgresKeyStore) async throws -> Result
     ) async throws -> Result {
         guard case .postgres(let url) = self else { throw ServeFailure("this needs --database-url") }
         let key = try Self.givenMasterKey(file: masterKeyFile, environment: environment)
         return try await Self.servingFaults {
-            try await PostgresKeyStore.withStore(url, masterKey: key, migrate: false, logger: logger) { try await body($0) }
+            try await PostgresKeyStore.withStore(url, masterKey: key, migrate: migrate, logger: logger) { try await body($0) }
         }
     }
 }

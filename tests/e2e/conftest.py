@@ -68,6 +68,8 @@ class Server:
     def __init__(self, data_dir: Path, extra_args=(), preexec_fn=None, database_url=None):
         self.data_dir = data_dir
         self.database_url = database_url
+        # Where the store is, for `cli()` as for `serve`.
+        self.store_args = ["--data-dir", str(data_dir)]
         if database_url:
             data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
             # Instances of one database share its master key: the first makes it.
@@ -75,7 +77,8 @@ class Server:
             if not key_file.exists():
                 key_file.write_text(base64.b64encode(os.urandom(32)).decode() + "\n")
                 key_file.chmod(0o600)
-            extra_args = ["--database-url", database_url, "--master-key-file", str(key_file), *extra_args]
+            self.store_args = ["--database-url", database_url, "--master-key-file", str(key_file)]
+            extra_args = [*self.store_args, *extra_args]
         self.preexec_fn = preexec_fn
         self.port = free_port()
         self.extra_args = list(extra_args)
@@ -92,8 +95,7 @@ class Server:
 
     def cli(self, *arguments, check=True):
         """Runs a command of the binary against this server's store."""
-        store = self.extra_args[:4] if self.database_url else ["--data-dir", str(self.data_dir)]
-        return subprocess.run([str(BINARY), *arguments, *store], capture_output=True, text=True, check=check,
+        return subprocess.run([str(BINARY), *arguments, *self.store_args], capture_output=True, text=True, check=check,
                               stdin=subprocess.DEVNULL, env=server_environment())
 
     def launch(self):
