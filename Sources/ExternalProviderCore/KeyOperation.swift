@@ -108,6 +108,15 @@ public enum StateConflict: Error, Equatable, Sendable {
 }
 
 extension KeyOperation {
+    /// What the audit trail calls this operation.
+    public var auditAction: AuditAction {
+        switch self {
+        case .create: .create
+        case .update: .update
+        case .delete: .delete
+        }
+    }
+
     /// Applies the operation to the user's current account (`nil` if the user is unknown) and returns the
     /// account after it. Pure, so every store shares these rules and runs them inside its own transaction.
     public func apply(to account: UserAccount?, user: UserID, newGlobalID: () -> UUID = UUID.init) throws(StateConflict) -> UserAccount {

@@ -18,12 +18,13 @@ public struct KeyService: Sendable {
         self.now = now
     }
 
-    /// Applies `operation` to the user's account and returns the account after it, stored. Expected
-    /// refusals are thrown as `KeyWriteRejection`; anything else thrown is a fault.
-    public func perform(_ operation: KeyOperation, for user: UserID) async throws -> UserAccount {
+    /// Applies `operation` to the user's account and returns the account after it, stored, with its audit
+    /// entry in the same transaction. Expected refusals are thrown as `KeyWriteRejection`; anything else
+    /// thrown is a fault.
+    public func perform(_ operation: KeyOperation, for user: UserID, origin: ChangeOrigin) async throws -> UserAccount {
         do {
             guard let verifier else {
-                return try await write(operation, for: user, expecting: nil, health: .unverified, checked: false)
+                return try await write(operation, for: user, origin: origin, expecting: nil, health: .unverified, checked: false)
             }
             for _ in 0..<Self.verificationAttempts {
                 let current = try await store.account(for: user)
@@ -41,7 +42,7 @@ public struct KeyService: Sendable {
                     }
                 }
                 do {
-                    return try await write(operation, for: user, expecting: credentials, health: health, checked: true)
+                    return try await write(operation, for: user, origin: origin, expecting: credentials, health: health, checked: true)
                 } catch is CredentialsChangedMeanwhile {
                     continue
                 }
@@ -55,12 +56,16 @@ public struct KeyService: Sendable {
     /// The transaction: the operation on the account as it is now, refused if the credentials it needs
     /// checked are no longer `expected`, the ones the provider just accepted.
     private func write(
-        _ operation: KeyOperation, for user: UserID, expecting expected: ProviderCredentials?, health: KeyHealth, checked: Bool
+        _ operation: KeyOperation, for user: UserID, origin: ChangeOrigin, expecting expected: ProviderCredentials?, health: KeyHealth,
+        checked: Bool
     ) async throws -> UserAccount {
-        try await store.changeAccount(of: user) { current in
+        try await store.changeAccount(of: user) { [now] current in
             let after = try operation.apply(to: current, user: user)
-            if checked, operation.credentialsToVerify(on: current) != expected { throw CredentialsChangedMeanwhile() }
-            return AccountChange(account: after, healthOfNewCredentials: health)
+            let credentials = operation.credentialsToVerify(on: current)
+            if checked, credentials != expected { throw CredentialsChangedMeanwhile() }
+            let audit = AuditEntry.accountChange(
+                operation.auditAction, from: current, to: after, origin: origin, verification: credentials == nil ? nil : health, at: now())
+            return AccountChange(account: after, healthOfNewCredentials: health, audit: audit)
         }
     }
 }

@@ -14,8 +14,9 @@ public protocol KeyStore: Sendable {
     func account(for user: UserID) async throws -> UserAccount?
 
     /// One transaction on one user's account. `decide` gets the account as it is inside the transaction
-    /// (`nil` for an unknown user) and returns what to store; the store writes only the difference and
-    /// returns the account after it, once it is durable. If `decide` throws, nothing changes and its error
+    /// (`nil` for an unknown user) and returns what to store; the store writes only the difference, with
+    /// the change's audit entry if there is any difference, and returns the account after it, once it is
+    /// durable. If `decide` throws, nothing changes and its error
     /// comes back as it was thrown. Writes to one user serialise, so no update is lost. A store may call
     /// `decide` more than once (a retried transaction), so it must depend on nothing but its argument.
     func changeAccount(of user: UserID, _ decide: @escaping @Sendable (UserAccount?) throws -> AccountChange) async throws -> UserAccount
@@ -27,6 +28,12 @@ public protocol KeyStore: Sendable {
     /// Every stored key, masked, with its health: for operators.
     func storedKeys() async throws -> [StoredKeySummary]
 
+    /// How many stored keys have each health, by `KeyHealth.name`: for metrics, without opening a key.
+    func keyCountsByHealth() async throws -> [String: Int]
+
+    /// The audit trail's entries that match `query`, oldest first.
+    func auditTrail(_ query: AuditQuery) async throws -> [AuditEntry]
+
     /// Up to `limit` keys never checked or last checked before `cutoff`, the longest unchecked first.
     func keysDueForCheck(checkedBefore cutoff: Date, limit: Int) async throws -> [(UserID, ProviderCredentials)]
 }
@@ -36,10 +43,13 @@ public protocol KeyStore: Sendable {
 public struct AccountChange: Sendable, Equatable {
     public let account: UserAccount
     public let healthOfNewCredentials: KeyHealth
+    /// Appended to the audit trail in the same transaction, when the change writes anything.
+    public let audit: AuditEntry?
 
-    public init(account: UserAccount, healthOfNewCredentials: KeyHealth) {
+    public init(account: UserAccount, healthOfNewCredentials: KeyHealth, audit: AuditEntry?) {
         self.account = account
         self.healthOfNewCredentials = healthOfNewCredentials
+        self.audit = audit
     }
 }
 
@@ -47,7 +57,7 @@ public struct AccountChange: Sendable, Equatable {
 /// response. It goes up by one whenever what is stored changes meaning or gains a field, and each
 /// store's migrations say which version they bring the store to.
 public enum DataVersion {
-    public static let current = 2
+    public static let current = 3
 }
 
 /// The store cannot be reached just now (its database is down or restarting): the request may be sent

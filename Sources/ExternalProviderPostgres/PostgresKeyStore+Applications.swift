@@ -13,7 +13,9 @@ extension PostgresKeyStore: ApplicationRegistry {
                 VALUES (\(name), \(hash), \(Date()), \(ApplicationScope.stored(scopes)), \(boundUser))
                 ON CONFLICT (name) DO NOTHING RETURNING name
                 """, logger: logger)
-            return try await rows.decode(String.self).first { _ in true } != nil
+            guard try await rows.decode(String.self).first(where: { _ in true }) != nil else { return false }
+            try await PostgresAuditTable.append(.storeChange(.appsCreate, application: name, boundUser: boundUser), on: connection, logger: logger)
+            return true
         }
         guard inserted else { throw ApplicationError.nameTaken(name) }
         return id
@@ -36,7 +38,9 @@ extension PostgresKeyStore: ApplicationRegistry {
         try await transaction { [logger] connection in
             let rows = try await connection.query(
                 "UPDATE application SET revoked_at = \(Date()) WHERE name = \(name) AND revoked_at IS NULL RETURNING name", logger: logger)
-            return try await rows.decode(String.self).first { _ in true } != nil
+            guard try await rows.decode(String.self).first(where: { _ in true }) != nil else { return false }
+            try await PostgresAuditTable.append(.storeChange(.appsRevoke, application: name), on: connection, logger: logger)
+            return true
         }
     }
 

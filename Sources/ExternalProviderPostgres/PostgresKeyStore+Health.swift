@@ -96,6 +96,7 @@ extension PostgresKeyStore {
             try await connection.query("UPDATE store_meta SET value = \(newKey.idBytes) WHERE name = 'master_key_id'", logger: logger)
             // A write that read the old key's id before this commit must not land: its version check fails.
             try await connection.query("UPDATE user_account SET version = version + 1", logger: logger)
+            try await PostgresAuditTable.append(.storeChange(.rotateMasterKey, application: nil), on: connection, logger: logger)
             return resealed.count
         }
     }

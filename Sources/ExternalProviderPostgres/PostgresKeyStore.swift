@@ -231,14 +231,17 @@ public struct PostgresKeyStore: KeyStore {
             case (nil, nil):
                 continue
             }
-            statements.append(statements.isEmpty ? write.guarded(user: userID, globalID: new.globalID, now: now, version: version) : write.unguarded(user: userID))
+            statements.append(
+                statements.isEmpty
+                    ? write.guarded(user: userID, globalID: new.globalID, now: now, version: version, audit: change.audit)
+                    : write.unguarded(user: userID))
         }
         if statements.isEmpty && old == nil {
             // A new account with no key yet.
             var write = GuardedWrite()
             let userID = write.bind(user)
             write.body = "SELECT 1 FROM account"
-            statements.append(write.guarded(user: userID, globalID: new.globalID, now: now, version: nil))
+            statements.append(write.guarded(user: userID, globalID: new.globalID, now: now, version: nil, audit: change.audit))
         }
         return statements
     }
@@ -267,16 +270,19 @@ struct GuardedWrite {
     }
 
     /// Inserts the account if there is none; moves its version on if it is still `version`. A concurrent
-    /// write that came first leaves `account` empty, so the body writes nothing and returns no row.
-    mutating func guarded(user: String, globalID: UUID, now: Date, version: Int64?) -> PostgresQuery {
+    /// write that came first leaves `account` empty, so the body writes nothing and returns no row, and
+    /// `audit`, appended only for a row the body returned, is not appended either.
+    mutating func guarded(user: String, globalID: UUID, now: Date, version: Int64?, audit: AuditEntry?) -> PostgresQuery {
         let (id, created, expected) = (bind(globalID), bind(now), bind(version))
-        return PostgresQuery(unsafeSQL: """
-            WITH account AS (
+        let account = """
+            account AS (
                 INSERT INTO user_account (user_id, global_id, created_at) VALUES (\(user), \(id), \(created))
                 ON CONFLICT (user_id) DO UPDATE SET version = user_account.version + 1 WHERE user_account.version = \(expected)
                 RETURNING user_id)
-            \(body)
-            """, binds: binds)
+            """
+        guard let audit else { return PostgresQuery(unsafeSQL: "WITH \(account)\n\(body)", binds: binds) }
+        let append = PostgresAuditTable.append(audit, binding: &self, from: "(SELECT 1 FROM written LIMIT 1) AS w")
+        return PostgresQuery(unsafeSQL: "WITH \(account),\nwritten AS (\(body)),\naudited AS (\(append))\nSELECT 1 FROM written", binds: binds)
     }
 
     /// For the later statements of a transaction whose first was guarded.

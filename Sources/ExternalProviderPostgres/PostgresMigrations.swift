@@ -56,6 +56,7 @@ enum PostgresMigrations {
                 """,
                 "CREATE TABLE store_meta (name TEXT PRIMARY KEY, value BYTEA NOT NULL)",
             ]),
+        Migration(version: 2, name: "audit trail", dataVersion: 3, statements: PostgresAuditTable.migration),
     ]
 
     /// Applies what is missing; returns the versions applied. Refuses a database a newer version migrated.

@@ -75,3 +75,11 @@ enum PostgresAvailability {
         }
     }
 }
+
+extension PostgresKeyStore {
+    /// Whether `error` came from PostgreSQL or its client (one the store did not already sort as
+    /// `StoreUnavailable`).
+    public static func isDatabaseError(_ error: any Error) -> Bool {
+        error is PSQLError
+    }
+}

@@ -37,6 +37,8 @@ public protocol AppArguments: Sendable {
     var databaseURL: DatabaseURL? { get }
     /// Whether `serve` applies missing PostgreSQL migrations, or refuses an outdated database.
     var migrate: Bool { get }
+    /// Whether `GET /metrics` is served.
+    var metrics: Bool { get }
 }
 
 extension AppArguments {
@@ -66,10 +68,12 @@ public func buildApplication(
     // The same calls check a key before it is stored and list a user's models.
     let openAI = OpenAIKeyVerifier(client: openAIClient, baseURL: arguments.openAIBaseURL, timeout: verifyTimeout, logger: logger)
     let health = KeyHealthReporter(store: store, logger: logger)
+    let metrics = arguments.metrics ? ServerMetrics() : nil
+    let verifier: any KeyVerifier = metrics.map { CountedVerifier(base: openAI, metrics: $0) } ?? openAI
     if !arguments.verifyKeys {
         logger.notice("key verification is off: keys are stored without checking them with OpenAI, and never re-checked")
     } else if arguments.recheckInterval > 0 {
-        services.append(KeyRechecker(store: store, verifier: openAI, interval: arguments.recheckInterval, logger: logger))
+        services.append(KeyRechecker(store: store, verifier: verifier, interval: arguments.recheckInterval, logger: logger))
     }
     let connections = ConnectionLimit(maximum: connectionCap(arguments.maxConnections, logger: logger))
     let relayTimeout = TimeAmount(seconds: arguments.relayTimeout)
@@ -77,12 +81,13 @@ public func buildApplication(
     services.append(HTTPClientService(client: relayClient))
     let relay = OpenAIRelay(
         store: store, client: relayClient, baseURL: OpenAIKeyVerifier.trimmedBaseURL(arguments.openAIBaseURL),
-        maxBodyBytes: arguments.relayMaxBody, timeout: relayTimeout, health: health, logger: logger)
+        maxBodyBytes: arguments.relayMaxBody, timeout: relayTimeout, health: health, logger: logger, metrics: metrics)
     let requestTimeout = TimeAmount(seconds: arguments.requestTimeout)
     let connectionLogger = logger
     var app = Application(
         router: try buildRouter(
-            store, verifier: arguments.verifyKeys ? openAI : nil, models: openAI, health: health, relay: relay, access: access, logger: logger),
+            store, verifier: arguments.verifyKeys ? verifier : nil, models: openAI, health: health, relay: relay, access: access,
+            metrics: metrics, logger: logger),
         // Any local process can connect: an idle connection, a slow request and too many connections
         // must not hold descriptors forever.
         server: .http1(configuration: .init(
@@ -128,14 +133,16 @@ func buildRouter(
     relay: OpenAIRelay? = nil,
     access: AccessPolicy,
     limiter: FailedAttemptLimiter = FailedAttemptLimiter(),
+    metrics: ServerMetrics? = nil,
     logger: Logger
 ) throws -> Router<AppRequestContext> {
     let routes = RouteTable()
     let router = Router(context: AppRequestContext.self, options: .autoGenerateHeadEndpoints)
     router.add(middleware: RequestLogMiddleware())
+    if let metrics { router.add(middleware: MetricsMiddleware(metrics: metrics)) }
     router.add(middleware: ProtectiveHeadersMiddleware())
     router.add(middleware: BrowserGuardMiddleware(policy: access))
-    router.add(middleware: PlainTextErrorMiddleware(routes: routes))
+    router.add(middleware: PlainTextErrorMiddleware(routes: routes, metrics: metrics))
 
     router.get("/health") { _, _ in "ok" }
     routes.record(.get, "/health")
@@ -144,6 +151,16 @@ func buildRouter(
         return "ready"
     }
     routes.record(.get, "/ready")
+    if let metrics {
+        // Aggregates only, no user or key in any label, so like /health it needs no application id.
+        router.get("/metrics") { _, _ in
+            Response(
+                status: .ok,
+                headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
+                body: .init(byteBuffer: ByteBuffer(string: try await metrics.exposition(store: store))))
+        }
+        routes.record(.get, "/metrics")
+    }
     router.get("/openapi.yaml") { _, _ in
         Response(
             status: .ok,

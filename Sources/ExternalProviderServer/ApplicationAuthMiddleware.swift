@@ -21,7 +21,7 @@ struct ApplicationAuthMiddleware: RouterMiddleware {
             var context = context
             context.application = grant
             context.facts.application = grant.name
-            return try await RequestApplication.$current.withValue(grant) { try await next(request, context) }
+            return try await CurrentRequest.$application.withValue(grant) { try await next(request, context) }
         }
         let client = context.remoteAddress?.ipAddress ?? "unknown"
         if let seconds = limiter.retryAfter(for: client) {

@@ -15,7 +15,7 @@ extension ExternalProviderHandler {
         } catch {
             return .badRequest(.init(error.message))
         }
-        if RequestApplication.current?.mayUseKey(of: user.rawValue) == false {
+        if CurrentRequest.application?.mayUseKey(of: user.rawValue) == false {
             return .forbidden(.init(Problem.boundToAnotherUser.message))
         }
         guard let key = try await store.account(for: user)?.keys[.openAI] else {
@@ -87,10 +87,15 @@ struct OpenAIModelList: Decodable {
     let data: [Model]
 }
 
-/// The application a request was authenticated as, for the generated handlers, which see no request
-/// context; `ApplicationAuthMiddleware` sets it for the rest of the request.
-enum RequestApplication {
-    @TaskLocal static var current: ApplicationGrant?
+/// What the generated handlers, which see no request context, need to know of the request.
+enum CurrentRequest {
+    /// The application the request was authenticated as; `ApplicationAuthMiddleware` sets it.
+    @TaskLocal static var application: ApplicationGrant?
+    /// The request's id; `RequestLogMiddleware` sets it.
+    @TaskLocal static var id: String?
+
+    /// Where a change this request makes comes from, for the audit trail.
+    static var origin: ChangeOrigin { ChangeOrigin(application: application?.name, requestID: id) }
 }
 
 extension Components.Responses.Forbidden {

@@ -63,7 +63,7 @@ struct ExternalProviderHandler: APIProtocol {
             return .failure(.badRequest(error.message))
         }
         do {
-            return .success(try await keys.perform(operation, for: user))
+            return .success(try await keys.perform(operation, for: user, origin: CurrentRequest.origin))
         } catch let rejection as KeyWriteRejection {
             return .failure(Rejection(rejection))
         }

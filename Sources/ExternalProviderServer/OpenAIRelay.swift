@@ -25,6 +25,8 @@ public struct OpenAIRelay: Sendable {
     let timeout: TimeAmount
     let health: KeyHealthReporter
     let logger: Logger
+    /// Times OpenAI's answers; `nil` with `--no-metrics`.
+    var metrics: ServerMetrics? = nil
 
     /// The relay's own client: no redirect is followed (it would take the key elsewhere), connections
     /// are pooled per host as many as the server takes, and a stream may idle up to `timeout`.
@@ -49,6 +51,7 @@ public struct OpenAIRelay: Sendable {
             await upload?.close()
             throw Self.problem(for: error, maxBodyBytes: maxBodyBytes)
         }
+        metrics?.upstreamAnswered(after: ContinuousClock.now - started)
         let status = Int(response.status.code)
         logger.debug(
             "relayed to OpenAI",

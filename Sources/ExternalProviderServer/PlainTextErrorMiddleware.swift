@@ -1,4 +1,6 @@
 import ExternalProviderCore
+import ExternalProviderPostgres
+import ExternalProviderStore
 import Hummingbird
 import OpenAPIRuntime
 import Logging
@@ -8,6 +10,8 @@ import Logging
 /// router's 404. A store that cannot be reached is 503; any other fault is logged and answered 500.
 struct PlainTextErrorMiddleware<Context: RequestContext>: RouterMiddleware {
     let routes: RouteTable
+    /// Counts store errors; `nil` with `--no-metrics`.
+    var metrics: ServerMetrics? = nil
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         do {
@@ -35,8 +39,10 @@ struct PlainTextErrorMiddleware<Context: RequestContext>: RouterMiddleware {
         while let wrapped = error as? ServerError { error = wrapped.underlyingError }
         if let unavailable = error as? StoreUnavailable {
             context.logger.warning("store unavailable", metadata: ["error": "\(unavailable)"])
+            metrics?.storeFailed(.unavailable)
             return .storeUnavailable
         }
+        if StoreFault.isFromEmbeddedStore(error) || PostgresKeyStore.isDatabaseError(error) { metrics?.storeFailed(.fault) }
         // The type and description of a fault are safe to log: no error type below carries request data.
         context.logger.error("request failed", metadata: ["error.type": "\(type(of: error))", "error": "\(error)"])
         return .internalServerError

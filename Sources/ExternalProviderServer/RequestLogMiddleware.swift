@@ -17,7 +17,7 @@ struct RequestLogMiddleware: RouterMiddleware {
         var context = context
         context.logger[metadataKey: "request.id"] = .string(id)
         let started = ContinuousClock.now
-        var response = try await next(request, context)
+        var response = try await CurrentRequest.$id.withValue(id) { try await next(request, context) }
         response.headers[Self.header] = id
         context.logger.info(
             "request",

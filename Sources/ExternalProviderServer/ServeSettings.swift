@@ -46,6 +46,8 @@ public struct ServeSettings: AppArguments, Equatable {
     public var logFormat: LogFormat
     /// Seconds requests in flight may take to finish after SIGTERM or SIGINT before they are cut.
     public var shutdownTimeout: Double
+    /// Whether `GET /metrics` is served.
+    public var metrics: Bool
 
     public static let defaultVerifyTimeout = 10.0
     /// Enough for any team's clients, yet far below the descriptor limit the server raises itself to.
@@ -66,7 +68,7 @@ public struct ServeSettings: AppArguments, Equatable {
         maxConnections: Int = defaultMaxConnections, requestTimeout: Double = defaultRequestTimeout,
         relayMaxBody: Int = defaultRelayMaxBody, relayTimeout: Double = defaultRelayTimeout,
         recheckInterval: Double = defaultRecheckInterval, databaseURL: DatabaseURL? = nil, migrate: Bool = true,
-        logFormat: LogFormat = .text, shutdownTimeout: Double = defaultShutdownTimeout
+        logFormat: LogFormat = .text, shutdownTimeout: Double = defaultShutdownTimeout, metrics: Bool = true
     ) {
         self.host = host
         self.port = port
@@ -87,6 +89,7 @@ public struct ServeSettings: AppArguments, Equatable {
         self.migrate = migrate
         self.logFormat = logFormat
         self.shutdownTimeout = shutdownTimeout
+        self.metrics = metrics
     }
 
     public init(
@@ -109,6 +112,7 @@ public struct ServeSettings: AppArguments, Equatable {
         migrate: Bool? = nil,
         logFormat: String? = nil,
         shutdownTimeout: Double? = nil,
+        metrics: Bool? = nil,
         environment: [String: String] = ProcessInfo.processInfo.environment
     ) throws {
         func setting<T>(_ flag: T?, _ variable: String, default value: T, expecting: String, _ parse: (String) -> T?) throws -> T {
@@ -184,6 +188,7 @@ public struct ServeSettings: AppArguments, Equatable {
         guard self.shutdownTimeout >= 0, self.shutdownTimeout <= 3600 else {
             throw ServeFailure("--shutdown-timeout must be 0 to 3600 seconds, not \(self.shutdownTimeout)")
         }
+        self.metrics = try setting(metrics, "EXTERNAL_PROVIDER_METRICS", default: true, expecting: "true or false", Self.boolean)
     }
 
     static func boolean(_ text: String) -> Bool? {

@@ -1,3 +1,4 @@
+import ExternalProviderCore
 import Foundation
 import GRDB
 
@@ -10,6 +11,7 @@ extension SQLiteKeyStore: ApplicationRegistry {
                 name: name, idHash: hash, createdAt: Date(), revokedAt: nil,
                 scopes: ApplicationScope.stored(scopes), boundUser: boundUser
             ).insert(db)
+            try SQLiteAuditTable.append(.storeChange(.appsCreate, application: name, boundUser: boundUser), in: db)
         }
         return id
     }
@@ -29,6 +31,7 @@ extension SQLiteKeyStore: ApplicationRegistry {
             guard var record = try ApplicationRecord.fetchOne(db, key: name), record.revokedAt == nil else { return false }
             record.revokedAt = Date()
             try record.update(db)
+            try SQLiteAuditTable.append(.storeChange(.appsRevoke, application: name), in: db)
             return true
         }
     }

@@ -1,3 +1,4 @@
+import ExternalProviderCore
 import Foundation
 import GRDB
 
@@ -14,6 +15,7 @@ extension SQLiteKeyStore {
                 try row.update(db)
             }
             try StoreMetaRecord(name: StoreMetaRecord.masterKeyID, value: newKey.idBytes).update(db)
+            try SQLiteAuditTable.append(.storeChange(.rotateMasterKey, application: nil), in: db)
             return rows.count
         }
     }

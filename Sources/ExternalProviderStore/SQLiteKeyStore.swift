@@ -75,6 +75,7 @@ public struct SQLiteKeyStore: KeyStore {
     static let dataVersions: [(migration: String, dataVersion: Int)] = [
         ("v1 accounts, sealed provider keys, applications", 1),
         ("v2 application scopes and bound users, key health", 2),
+        ("v3 audit trail", 3),
     ]
 
     /// The `DataVersion` the store's applied migrations brought it to.
@@ -126,6 +127,9 @@ public struct SQLiteKeyStore: KeyStore {
             try db.execute(sql: "ALTER TABLE provider_key ADD COLUMN health_checked_at DATETIME")
             try db.execute(sql: "ALTER TABLE provider_key ADD COLUMN health_code TEXT")
             try db.execute(sql: "UPDATE provider_key SET health = 'valid', health_checked_at = verified_at WHERE verified_at IS NOT NULL")
+        }
+        migrator.registerMigration(dataVersions[2].migration) { db in
+            for statement in SQLiteAuditTable.migration { try db.execute(sql: statement) }
         }
         return migrator
     }
@@ -190,10 +194,13 @@ public struct SQLiteKeyStore: KeyStore {
         return Loaded(account: UserAccount(user: user, globalID: globalID, keys: keys), rows: rows)
     }
 
-    /// Writes only what changed, so a no-op update touches nothing on disk. Rows whose (key, organization)
-    /// pair is new get the change's health; `verified_at` is when the provider accepted that pair.
+    /// Writes only what changed, so a no-op update touches nothing on disk, and the change's audit entry
+    /// with it. Rows whose (key, organization) pair is new get the change's health; `verified_at` is when
+    /// the provider accepted that pair.
     private static func save(_ change: AccountChange, replacing old: Loaded?, in db: Database, codec: SealedKeyCodec, now: Date) throws {
         let new = change.account
+        guard old == nil || old?.account != new else { return }
+        if let audit = change.audit { try SQLiteAuditTable.append(audit, in: db) }
         let health = KeyHealthColumns(change.healthOfNewCredentials)
         let verifiedAt: Date? = if case .valid(let at) = change.healthOfNewCredentials { at } else { nil }
         if old == nil {

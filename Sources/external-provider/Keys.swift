@@ -7,8 +7,8 @@ import Foundation
 
 struct Keys: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "See the stored keys, masked, and what OpenAI last said of each.",
-        subcommands: [List.self]
+        abstract: "See the stored keys, masked, and what OpenAI last said of each; delete a user's key.",
+        subcommands: [List.self, Delete.self]
     )
 
     struct List: AsyncParsableCommand {
@@ -55,6 +55,43 @@ struct Keys: AsyncParsableCommand {
                     + column(key.name ?? "", 14) + column(key.organization ?? "", 16) + column(health, 26)
                     + (key.health.checkedAt.map(dates.string) ?? "never"))
             }
+        }
+    }
+
+    struct Delete: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Delete a user's key, as the API's delete does, and record it in the audit trail.")
+
+        @Argument(help: "The user whose key to delete.") var user: String
+
+        @Option(help: "The provider whose key to delete: openai. Default: every provider.") var provider: String?
+
+        @OptionGroup var store: StoreOptions
+
+        func run() async throws {
+            let user: UserID
+            do {
+                user = try UserID(validating: self.user)
+            } catch {
+                fail("USER: \(error.message)")
+            }
+            var providers = Set(Provider.allCases)
+            if let provider {
+                // The command line says `openai`; the API's field is `open_AI` and the stored name `open_ai`.
+                guard let chosen = Provider.allCases.first(where: { [$0.rawValue, $0.rawValue.replacingOccurrences(of: "_", with: "")].contains(provider.lowercased()) })
+                else { fail("--provider: unknown provider '\(provider)'; use openai") }
+                providers = [chosen]
+            }
+            let (before, after) = await withStore(store) { [providers] store in
+                let before = try await store.account(for: user)
+                do {
+                    return (before, try await KeyService(store: store, verifier: nil).perform(.delete(providers), for: user, origin: .commandLine))
+                } catch KeyWriteRejection.conflict(let conflict) {
+                    fail(conflict.message)
+                }
+            }
+            let deleted = providers.filter { after.keys[$0] == nil && before?.keys[$0] != nil }.map(\.displayName).sorted()
+            print(deleted.isEmpty ? "user '\(user)' had no such key: nothing deleted" : "deleted the \(deleted.joined(separator: ", ")) key of user '\(user)'")
         }
     }
 }

@@ -55,6 +55,9 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Seconds requests in flight may take to finish after SIGTERM or SIGINT; relayed streams still open then are cut. Env: EXTERNAL_PROVIDER_SHUTDOWN_TIMEOUT. Default: 10.")
     var shutdownTimeout: Double?
 
+    @Flag(inversion: .prefixedNo, help: "Serve GET /metrics (Prometheus text). Env: EXTERNAL_PROVIDER_METRICS (true/false). Default: on.")
+    var metrics: Bool?
+
     @Flag(help: "Allow core dumps of this process. They can hold keys, so they are off unless given.")
     var allowCoreDumps = false
 
@@ -67,7 +70,8 @@ struct Serve: AsyncParsableCommand {
                 verifyKeys: verifyKeys, openAIBaseURL: openAIBaseURL, verifyTimeout: verifyTimeout,
                 maxConnections: maxConnections, requestTimeout: requestTimeout,
                 relayMaxBody: relayMaxBody, relayTimeout: relayTimeout, recheckInterval: recheckInterval,
-                databaseURL: store.databaseURL, migrate: migrate, logFormat: logFormat, shutdownTimeout: shutdownTimeout)
+                databaseURL: store.databaseURL, migrate: migrate, logFormat: logFormat, shutdownTimeout: shutdownTimeout,
+                metrics: metrics)
         } catch {
             fail("\(error)")
         }

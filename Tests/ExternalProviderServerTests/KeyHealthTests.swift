@@ -28,7 +28,7 @@ struct KeyHealthTests {
         let service = KeyService(store: store, verifier: verifiedAt.map { _ in StandInVerifier() }, now: { verifiedAt ?? Date() })
         for (user, key) in keys.sorted(by: { $0.key < $1.key }) {
             let operation = KeyOperation.create(try NewKey(provider: .openAI, apiKey: key, apiKeyName: nil, organizationKey: nil))
-            _ = try await service.perform(operation, for: UserID(trusted: user))
+            _ = try await service.perform(operation, for: UserID(trusted: user), origin: .commandLine)
         }
         return store
     }

@@ -19,6 +19,8 @@ struct SilentStore: KeyStore {
         try await base.recordHealth(health, of: credentials, for: user)
     }
     func storedKeys() async throws -> [StoredKeySummary] { try await base.storedKeys() }
+    func keyCountsByHealth() async throws -> [String: Int] { try await base.keyCountsByHealth() }
+    func auditTrail(_ query: AuditQuery) async throws -> [AuditEntry] { try await base.auditTrail(query) }
     func keysDueForCheck(checkedBefore cutoff: Date, limit: Int) async throws -> [(UserID, ProviderCredentials)] {
         try await base.keysDueForCheck(checkedBefore: cutoff, limit: limit)
     }

@@ -73,6 +73,8 @@ struct TestServer {
     let access: AccessPolicy
     let limiter: FailedAttemptLimiter
     let verifier: (any KeyVerifier)?
+    /// On, as `serve` has it by default.
+    let metrics: ServerMetrics? = ServerMetrics()
 
     init(
         access: AccessPolicy = AccessPolicy(boundHost: "127.0.0.1", port: 80), limiter: FailedAttemptLimiter = FailedAttemptLimiter(),
@@ -95,8 +97,8 @@ struct TestServer {
     func run(_ test: @Sendable (APIClient) async throws -> Void) async throws {
         let logger = logs.logger()
         let router = try buildRouter(
-            store, verifier: verifier, models: NoOpenAI(), health: KeyHealthReporter(store: store, logger: logger), access: access,
-            limiter: limiter, logger: logger)
+            store, verifier: verifier.map { base in metrics.map { CountedVerifier(base: base, metrics: $0) } ?? base }, models: NoOpenAI(),
+            health: KeyHealthReporter(store: store, logger: logger), access: access, limiter: limiter, metrics: metrics, logger: logger)
         let app = Application(router: router, logger: logger)
         try await app.test(.router) { client in
             try await test(APIClient(raw: client, applicationID: applicationID))
@@ -144,6 +146,6 @@ struct APIClient: Sendable {
 extension KeyStore {
     /// An operation through the one write path every store serves, with verification off.
     func perform(_ operation: KeyOperation, for user: UserID) async throws -> UserAccount {
-        try await KeyService(store: self, verifier: nil).perform(operation, for: user)
+        try await KeyService(store: self, verifier: nil).perform(operation, for: user, origin: .commandLine)
     }
 }

@@ -26,7 +26,7 @@ struct ApplicationScopeMigrationTests {
         try queue.close()
 
         let store = try SQLiteKeyStore(path: path, masterKey: masterKey)
-        #expect(try await store.dataVersion() == 2)
+        #expect(try await store.dataVersion() == DataVersion.current)
         #expect(try await store.activeApplication(id: "id-of-default") == ApplicationGrant(name: "default", scopes: [.keys, .relay], boundUser: nil))
         #expect(try await store.activeApplication(id: "id-of-ci-bot") == ApplicationGrant(name: "ci-bot", scopes: [.keys], boundUser: nil))
         let stored = try await store.writer.read { db in try String.fetchAll(db, sql: "SELECT scopes FROM application ORDER BY name") }

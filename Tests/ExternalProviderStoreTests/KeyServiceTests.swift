@@ -44,7 +44,7 @@ struct KeyServiceTests {
         }
         let service = KeyService(store: store, verifier: verifier, now: { [checkedAt] in checkedAt })
         let organization = KeyOperation.update(try KeyPatch(provider: .openAI, apiKey: nil, apiKeyName: nil, organizationKey: "org-new"))
-        let after = try await service.perform(organization, for: user)
+        let after = try await service.perform(organization, for: user, origin: .commandLine)
 
         #expect(verifier.asked.withLock { $0.map(\.apiKey) } == ["sk-first-000000000000", "sk-replaced-meanwhile-0"])
         #expect(after.keys[.openAI] == ProviderKey(apiKey: "sk-replaced-meanwhile-0", organizationKey: "org-new"))
@@ -61,7 +61,7 @@ struct KeyServiceTests {
         }
         let service = KeyService(store: store, verifier: verifier)
         await #expect(throws: KeyWriteRejection.changedDuringCheck) {
-            try await service.perform(.update(try KeyPatch(provider: .openAI, apiKey: nil, apiKeyName: nil, organizationKey: "org-new")), for: user)
+            try await service.perform(.update(try KeyPatch(provider: .openAI, apiKey: nil, apiKeyName: nil, organizationKey: "org-new")), for: user, origin: .commandLine)
         }
         #expect(verifier.asked.withLock { $0.count } == KeyService.verificationAttempts)
         #expect(try await store.account(for: user)?.keys[.openAI] == ProviderKey(apiKey: "sk-meanwhile-3-00000000"))
@@ -74,11 +74,11 @@ struct KeyServiceTests {
         let verifier = InterleavingVerifier { _ in }
         let service = KeyService(store: store, verifier: verifier)
         await #expect(throws: KeyWriteRejection.conflict(.keyExists(user, .openAI))) {
-            try await service.perform(try newKey("sk-second-00000000000"), for: user)
+            try await service.perform(try newKey("sk-second-00000000000"), for: user, origin: .commandLine)
         }
         let stranger = UserID(trusted: "stranger")
         await #expect(throws: KeyWriteRejection.conflict(.unknownUser(stranger))) {
-            try await service.perform(try replaceKey("sk-second-00000000000"), for: stranger)
+            try await service.perform(try replaceKey("sk-second-00000000000"), for: stranger, origin: .commandLine)
         }
         #expect(verifier.asked.withLock { $0.isEmpty })
     }
@@ -91,12 +91,12 @@ struct KeyServiceTests {
         func verifiedAt() async throws -> Date? {
             try await store.writer.read { db in try Date.fetchOne(db, sql: "SELECT verified_at FROM provider_key") }
         }
-        _ = try await service.perform(newKey("sk-first-000000000000"), for: user)
+        _ = try await service.perform(newKey("sk-first-000000000000"), for: user, origin: .commandLine)
         #expect(try await verifiedAt() == checkedAt)
         clock.withLock { $0 = checkedAt + 60 }
-        _ = try await service.perform(.update(try KeyPatch(provider: .openAI, apiKey: nil, apiKeyName: "renamed", organizationKey: nil)), for: user)
+        _ = try await service.perform(.update(try KeyPatch(provider: .openAI, apiKey: nil, apiKeyName: "renamed", organizationKey: nil)), for: user, origin: .commandLine)
         #expect(try await verifiedAt() == checkedAt)
-        _ = try await service.perform(try replaceKey("sk-second-00000000000"), for: user)
+        _ = try await service.perform(try replaceKey("sk-second-00000000000"), for: user, origin: .commandLine)
         #expect(try await verifiedAt() == checkedAt + 60)
         _ = try await store.perform(try replaceKey("sk-unchecked-000000000"), for: user)
         #expect(try await verifiedAt() == nil)

@@ -84,7 +84,7 @@ struct StoreConformanceTests {
                                 var key = try #require(account.keys[.openAI])
                                 key.apiKeyName = (key.apiKeyName ?? "") + "+"
                                 account.keys[.openAI] = key
-                                return AccountChange(account: account, healthOfNewCredentials: .unverified)
+                                return AccountChange(account: account, healthOfNewCredentials: .unverified, audit: nil)
                             }
                         }
                     }
@@ -101,7 +101,7 @@ struct StoreConformanceTests {
             try await place.open { store in
                 let at = Date(timeIntervalSince1970: 1_800_000_000)
                 let checked = KeyService(store: store, verifier: AcceptingVerifier(), now: { at })
-                _ = try await checked.perform(try create("sk-checked-0000000000", organization: "org-h"), for: Self.user)
+                _ = try await checked.perform(try create("sk-checked-0000000000", organization: "org-h"), for: Self.user, origin: .commandLine)
                 let other = UserID(trusted: "auth0|unchecked")
                 _ = try await store.perform(try create("sk-unchecked-00000000"), for: other)
 

@@ -218,9 +218,9 @@ def test_no_migrate_refuses_an_outdated_database_until_migrate(workdir):
     key_file.chmod(0o600)
     store = ["--database-url", database, "--master-key-file", str(key_file)]
     line = serve_refused(workdir, *store, "--no-migrate")
-    assert "the database is at data version 0, not 2" in line and "external-provider migrate" in line
+    assert "the database is at data version 0, not 3" in line and "external-provider migrate" in line
     migrated = subprocess.run([str(BINARY), "migrate", "--database-url", database], capture_output=True, text=True, check=True)
-    assert "applied migration(s) 1" in migrated.stdout
+    assert "applied migration(s) 1, 2" in migrated.stdout
     again = subprocess.run([str(BINARY), "migrate", "--database-url", database], capture_output=True, text=True, check=True)
     assert "up to date" in again.stdout
     server = Server(workdir / "data", extra_args=["--no-migrate", "--master-key-file", str(key_file)], database_url=database)

@@ -1,0 +1,94 @@
+import ExternalProviderCore
+import ExternalProviderStore
+import Foundation
+import Logging
+import PostgresNIO
+
+/// The audit trail's table on PostgreSQL, the same columns as the embedded store's. A trigger refuses
+/// UPDATE, DELETE and TRUNCATE, so the product (or a slip in a later version of it) can only append.
+enum PostgresAuditTable {
+    static let migration = [
+        """
+        CREATE TABLE audit_event (
+            id BIGSERIAL PRIMARY KEY,
+            at TIMESTAMPTZ NOT NULL,
+            action TEXT NOT NULL,
+            user_id TEXT,
+            fields TEXT NOT NULL,
+            application TEXT,
+            request_id TEXT,
+            verification TEXT)
+        """,
+        "CREATE INDEX audit_event_user ON audit_event (user_id, id)",
+        """
+        CREATE FUNCTION audit_event_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN RAISE EXCEPTION 'the audit trail is append-only'; END $$
+        """,
+        """
+        CREATE TRIGGER audit_event_no_change BEFORE UPDATE OR DELETE ON audit_event
+        FOR EACH ROW EXECUTE FUNCTION audit_event_append_only()
+        """,
+        """
+        CREATE TRIGGER audit_event_no_truncate BEFORE TRUNCATE ON audit_event
+        FOR EACH STATEMENT EXECUTE FUNCTION audit_event_append_only()
+        """,
+    ]
+
+    /// An INSERT of `entry`, its values bound into `write`: one row for each row of `source` (a FROM
+    /// clause), or exactly one without it.
+    static func append(_ entry: AuditEntry, binding write: inout GuardedWrite, from source: String? = nil) -> String {
+        let values = [
+            write.bind(entry.at), write.bind(entry.action.rawValue), write.bind(entry.user?.rawValue), write.bind(AuditField.stored(entry.fields)),
+            write.bind(entry.application), write.bind(entry.requestID), write.bind(entry.verification),
+        ].joined(separator: ", ")
+        return "INSERT INTO audit_event (at, action, user_id, fields, application, request_id, verification) SELECT \(values)"
+            + (source.map { " FROM \($0)" } ?? "")
+    }
+
+    /// Appends `entry` inside the caller's transaction, so it commits with the change it records or not at all.
+    static func append(_ entry: AuditEntry, on connection: PostgresConnection, logger: Logger) async throws {
+        var write = GuardedWrite()
+        let sql = append(entry, binding: &write)
+        try await connection.query(PostgresQuery(unsafeSQL: sql, binds: write.binds), logger: logger)
+    }
+
+    static func entries(_ query: AuditQuery, on client: PostgresClient, logger: Logger) async throws -> [AuditEntry] {
+        var write = GuardedWrite()
+        var conditions: [String] = []
+        if let user = query.user { conditions.append("user_id = \(write.bind(user.rawValue))") }
+        if let since = query.since { conditions.append("at >= \(write.bind(since))") }
+        let filter = conditions.isEmpty ? "" : "WHERE " + conditions.joined(separator: " AND ")
+        let rows = try await client.query(
+            PostgresQuery(
+                unsafeSQL: "SELECT at, action, user_id, fields, application, request_id, verification FROM audit_event \(filter) ORDER BY id",
+                binds: write.binds), logger: logger)
+        var entries: [AuditEntry] = []
+        for try await (at, action, user, fields, application, requestID, verification) in rows.decode(
+            (Date, String, String?, String, String?, String?, String?).self)
+        {
+            guard let known = AuditAction(rawValue: action) else { throw StoreFault("audit_event row has an unknown action '\(action)'") }
+            entries.append(AuditEntry(
+                at: at, action: known, user: user.map(UserID.init(trusted:)), fields: AuditField.parse(stored: fields),
+                application: application, requestID: requestID, verification: verification))
+        }
+        return entries
+    }
+}
+
+extension PostgresKeyStore {
+    public func auditTrail(_ query: AuditQuery) async throws -> [AuditEntry] {
+        try await PostgresAvailability.classifying { [client, logger] in try await PostgresAuditTable.entries(query, on: client, logger: logger) }
+    }
+
+    public func keyCountsByHealth() async throws -> [String: Int] {
+        try await PostgresAvailability.classifying { [client, logger] in
+            var counts: [String: Int] = [:]
+            for try await (health, count) in try await client.query("SELECT health, count(*) FROM provider_key GROUP BY health", logger: logger)
+                .decode((String, Int).self)
+            {
+                counts[health] = count
+            }
+            return counts
+        }
+    }
+}

@@ -1,0 +1,71 @@
+import ArgumentParser
+import ExternalProviderCore
+import ExternalProviderServer
+import Foundation
+
+struct Audit: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Print the audit trail: every accepted change, who made it and when. Field names only, never a value.")
+
+    @Option(help: "Only changes to this user.") var user: String?
+
+    @Option(help: "Only changes at or after this time: 2026-11-30, or 2026-11-30T10:00:00Z.") var since: String?
+
+    @Flag(help: "One JSON array instead of a table.") var json = false
+
+    @OptionGroup var store: StoreOptions
+
+    func run() async throws {
+        var query = AuditQuery()
+        if let user {
+            do {
+                query.user = try UserID(validating: user)
+            } catch {
+                fail("--user: \(error.message)")
+            }
+        }
+        if let since {
+            guard let date = Self.parseTime(since) else { fail("--since: '\(since)' is not a date (2026-11-30) or a time (2026-11-30T10:00:00Z)") }
+            query.since = date
+        }
+        let entries = await withStore(store) { [query] in try await $0.auditTrail(query) }
+        let times = ISO8601DateFormatter()
+        times.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        if json {
+            let rows: [[String: Any]] = entries.map { entry in
+                var row: [String: Any] = [
+                    "at": times.string(from: entry.at), "action": entry.action.rawValue, "fields": entry.fields.map(\.rawValue),
+                ]
+                row["user"] = entry.user?.rawValue
+                row["application"] = entry.application
+                row["request_id"] = entry.requestID
+                row["verification"] = entry.verification
+                return row
+            }
+            let data = try JSONSerialization.data(withJSONObject: rows, options: [.prettyPrinted, .sortedKeys])
+            print(String(decoding: data, as: UTF8.self))
+            return
+        }
+        func column(_ text: String, _ width: Int) -> String { text.padding(toLength: max(width, text.count + 1), withPad: " ", startingAt: 0) }
+        print(column("TIME", 25) + column("ACTION", 18) + column("USER", 24) + column("FIELDS", 30) + column("APPLICATION", 16)
+            + column("VERIFICATION", 13) + "REQUEST")
+        for entry in entries {
+            print(column(times.string(from: entry.at), 25) + column(entry.action.rawValue, 18) + column(entry.user?.rawValue ?? "-", 24)
+                + column(entry.fields.isEmpty ? "-" : AuditField.stored(entry.fields), 30) + column(entry.application ?? "(command line)", 16)
+                + column(entry.verification ?? "-", 13) + (entry.requestID ?? "-"))
+        }
+    }
+
+    /// A day (UTC midnight) or an ISO 8601 time with a zone, with or without fractions of a second.
+    static func parseTime(_ text: String) -> Date? {
+        let formats: [ISO8601DateFormatter.Options] = [
+            [.withInternetDateTime, .withFractionalSeconds], [.withInternetDateTime], [.withFullDate],
+        ]
+        for options in formats {
+            let parser = ISO8601DateFormatter()
+            parser.formatOptions = options
+            if let date = parser.date(from: text) { return date }
+        }
+        return nil
+    }
+}
