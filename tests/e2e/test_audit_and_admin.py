@@ -88,6 +88,19 @@ def test_metrics_count_the_sdk_calls_and_name_nobody(server, api):
         assert private not in text
 
 
+def test_metrics_time_the_relay_and_its_upstream(server):
+    from test_relay import relay_client
+
+    create(server.api(), "auth0|relay", api_key=KEY)
+    for _ in range(3):
+        relay_client(server).chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "Hi"}])
+    with urllib.request.urlopen(server.base_url + "/metrics", timeout=5) as response:
+        text = response.read().decode()
+    assert sample(text, 'external_provider_requests_total{operation="relay",status="200"}') == 3
+    assert sample(text, 'external_provider_request_duration_seconds_count{operation="relay"}') == 3
+    assert sample(text, 'external_provider_upstream_duration_seconds_count{operation="relay"}') == 3
+
+
 @sqlite_only
 def test_no_metrics_turns_the_endpoint_off(server):
     server.stop()
