@@ -42,17 +42,17 @@ struct Audit: AsyncParsableCommand {
                 row["verification"] = entry.verification
                 return row
             }
-            let data = try JSONSerialization.data(withJSONObject: rows, options: [.prettyPrinted, .sortedKeys])
-            print(String(decoding: data, as: UTF8.self))
+            try Printing.json(rows)
             return
         }
-        func column(_ text: String, _ width: Int) -> String { text.padding(toLength: max(width, text.count + 1), withPad: " ", startingAt: 0) }
-        print(column("TIME", 25) + column("ACTION", 18) + column("USER", 24) + column("FIELDS", 30) + column("APPLICATION", 16)
-            + column("VERIFICATION", 13) + "REQUEST")
+        Printing.row([("TIME", 25), ("ACTION", 18), ("USER", 24), ("FIELDS", 30), ("APPLICATION", 16), ("VERIFICATION", 13)], last: "REQUEST")
         for entry in entries {
-            print(column(times.string(from: entry.at), 25) + column(entry.action.rawValue, 18) + column(entry.user?.rawValue ?? "-", 24)
-                + column(entry.fields.isEmpty ? "-" : AuditField.stored(entry.fields), 30) + column(entry.application ?? "(command line)", 16)
-                + column(entry.verification ?? "-", 13) + (entry.requestID ?? "-"))
+            Printing.row(
+                [
+                    (times.string(from: entry.at), 25), (entry.action.rawValue, 18), (entry.user?.rawValue ?? "-", 24),
+                    (entry.fields.isEmpty ? "-" : AuditField.stored(entry.fields), 30), (entry.application ?? "(command line)", 16),
+                    (entry.verification ?? "-", 13),
+                ], last: entry.requestID ?? "-")
         }
     }
 

@@ -41,19 +41,18 @@ struct Keys: AsyncParsableCommand {
                     if case .rejected(_, let code) = key.health { row["error_code"] = code }
                     return row
                 }
-                let data = try JSONSerialization.data(withJSONObject: rows, options: [.prettyPrinted, .sortedKeys])
-                print(String(decoding: data, as: UTF8.self))
+                try Printing.json(rows)
                 return
             }
-            func column(_ text: String, _ width: Int) -> String { text.padding(toLength: max(width, text.count + 1), withPad: " ", startingAt: 0) }
-            print(column("USER", 24) + column("PROVIDER", 9) + column("KEY", 12) + column("NAME", 14) + column("ORGANIZATION", 16)
-                + column("HEALTH", 26) + "LAST CHECK")
+            Printing.row([("USER", 24), ("PROVIDER", 9), ("KEY", 12), ("NAME", 14), ("ORGANIZATION", 16), ("HEALTH", 26)], last: "LAST CHECK")
             for key in keys {
                 var health = key.health.name
                 if case .rejected(_, let code) = key.health { health += " (\(code))" }
-                print(column(key.user.rawValue, 24) + column(key.provider.rawValue, 9) + column(key.maskedKey, 12)
-                    + column(key.name ?? "", 14) + column(key.organization ?? "", 16) + column(health, 26)
-                    + (key.health.checkedAt.map(dates.string) ?? "never"))
+                Printing.row(
+                    [
+                        (key.user.rawValue, 24), (key.provider.rawValue, 9), (key.maskedKey, 12), (key.name ?? "", 14), (key.organization ?? "", 16),
+                        (health, 26),
+                    ], last: key.health.checkedAt.map(dates.string) ?? "never")
             }
         }
     }
