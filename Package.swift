@@ -7,6 +7,9 @@ let package = Package(
     platforms: [.macOS(.v15)],
     products: [
         .executable(name: "external-provider", targets: ["external-provider"]),
+        // A typed client for Swift apps: the spec's generated client behind a small facade. It needs
+        // only the generated code, Core and an HTTP client, never the server's GRDB or Hummingbird.
+        .library(name: "ExternalProviderClient", targets: ["ExternalProviderClient"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -26,6 +29,7 @@ let package = Package(
         .package(url: "https://github.com/vapor/postgres-nio", from: "1.33.2"),
         .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        .package(url: "https://github.com/swift-server/swift-openapi-async-http-client", from: "1.5.0"),
     ],
     targets: [
         .target(
@@ -39,6 +43,17 @@ let package = Package(
             plugins: [.plugin(name: "OpenAPIGenerator", package: "swift-openapi-generator")]
         ),
         .target(name: "ExternalProviderCore"),
+        .target(
+            name: "ExternalProviderClient",
+            dependencies: [
+                "ExternalProviderAPI",
+                "ExternalProviderCore",
+                .product(name: "OpenAPIRuntime", package: "swift-openapi-runtime"),
+                .product(name: "OpenAPIAsyncHTTPClient", package: "swift-openapi-async-http-client"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+            ]
+        ),
         .target(name: "CProcessShims"),
         .target(
             name: "ExternalProviderStore",
@@ -85,6 +100,7 @@ let package = Package(
         .executableTarget(
             name: "external-provider",
             dependencies: [
+                "ExternalProviderClient",
                 "ExternalProviderServer",
                 "ExternalProviderStore",
                 "ExternalProviderPostgres",
@@ -108,6 +124,7 @@ let package = Package(
         .testTarget(
             name: "ExternalProviderServerTests",
             dependencies: [
+                "ExternalProviderClient",
                 "ExternalProviderServer",
                 "ExternalProviderAPI",
                 "ExternalProviderCore",

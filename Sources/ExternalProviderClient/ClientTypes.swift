@@ -1,0 +1,160 @@
+import ExternalProviderAPI
+import Foundation
+import OpenAPIRuntime
+
+/// What the server keeps for one user, as it answers after every operation: never a whole key.
+public struct StoredKeys: Sendable, Equatable {
+    /// The user's stable id, made on the first create and kept after every key is removed.
+    public let globalID: String
+    /// The user's OpenAI key, masked; `nil` when there is none.
+    public let openAI: MaskedKey?
+
+    public init(globalID: String, openAI: MaskedKey?) {
+        self.globalID = globalID
+        self.openAI = openAI
+    }
+
+    init(_ metadata: Components.Schemas.Auth0UserMetadata) async throws(ExternalProviderClientError) {
+        let openAI = try metadata.openAI.map { fields throws(ExternalProviderClientError) in
+            guard let masked = fields.apiKey else { throw .invalidResponse("the server's answer has an OpenAI key with no api_key") }
+            return MaskedKey(maskedAPIKey: masked, name: fields.apiKeyName, organization: fields.organizationKey)
+        }
+        self.init(globalID: metadata.globalId, openAI: openAI)
+    }
+}
+
+/// A stored key as the server shows it.
+public struct MaskedKey: Sendable, Equatable {
+    /// The first 3 characters, `...`, and the last 4 (`****` for a key shorter than 20 characters).
+    public let maskedAPIKey: String
+    public let name: String?
+    public let organization: String?
+
+    public init(maskedAPIKey: String, name: String?, organization: String?) {
+        self.maskedAPIKey = maskedAPIKey
+        self.name = name
+        self.organization = organization
+    }
+}
+
+/// A model the user's key may use.
+public struct Model: Sendable, Equatable {
+    /// OpenAI's id, e.g. `gpt-4o`.
+    public let id: String
+    public let name: String
+    /// When OpenAI made it available.
+    public let created: Date
+
+    public init(id: String, name: String, created: Date) {
+        self.id = id
+        self.name = name
+        self.created = created
+    }
+}
+
+/// Why a call failed: one case per status the server answers, each with the server's own sentence,
+/// and the failures before an answer.
+public enum ExternalProviderClientError: Error, Sendable, Equatable, CustomStringConvertible {
+    /// 400: a field is missing or malformed.
+    case badRequest(String)
+    /// 401: OpenAI refused the key (its error code is in the sentence), or the application id is
+    /// missing, unknown or revoked.
+    case unauthorized(String)
+    /// 403: the application may not do this (its scope, or a user it is not bound to), or the server
+    /// refused the Host or Origin.
+    case forbidden(String)
+    /// 404: the user is unknown, or has no key to change.
+    case notFound(String)
+    /// 409: the user already has a key (use `update`), or it changed while being checked.
+    case conflict(String)
+    /// 413: the request body is over the server's limit.
+    case contentTooLarge(String)
+    /// 415: the request was not JSON.
+    case unsupportedMediaType(String)
+    /// 429: too many failed application ids from this address; wait and try again.
+    case tooManyRequests(String)
+    /// 500: the server failed; its log says why.
+    case internalServerError(String)
+    /// 502: OpenAI could not be asked (refused connection, TLS, its own error). Nothing was stored.
+    case badGateway(String)
+    /// 503: the server's store is unavailable just now; try again.
+    case serviceUnavailable(String)
+    /// 504: OpenAI did not answer in time. Nothing was stored.
+    case gatewayTimeout(String)
+    /// Any other status.
+    case unexpectedStatus(Int, String)
+    /// No answer: the server is not running there, or the connection failed.
+    case unreachable(String)
+    /// An answer that could not be read.
+    case invalidResponse(String)
+    /// `applicationID(inFile:)` found no id.
+    case applicationIDUnreadable(String)
+
+    /// The sentence: the server's, or what went wrong before it could answer.
+    public var message: String {
+        switch self {
+        case .badRequest(let text), .unauthorized(let text), .forbidden(let text), .notFound(let text), .conflict(let text),
+            .contentTooLarge(let text), .unsupportedMediaType(let text), .tooManyRequests(let text), .internalServerError(let text),
+            .badGateway(let text), .serviceUnavailable(let text), .gatewayTimeout(let text), .unexpectedStatus(_, let text),
+            .unreachable(let text), .invalidResponse(let text), .applicationIDUnreadable(let text):
+            text
+        }
+    }
+
+    /// The HTTP status the server answered, if it answered.
+    public var status: Int? {
+        switch self {
+        case .badRequest: 400
+        case .unauthorized: 401
+        case .forbidden: 403
+        case .notFound: 404
+        case .conflict: 409
+        case .contentTooLarge: 413
+        case .unsupportedMediaType: 415
+        case .tooManyRequests: 429
+        case .internalServerError: 500
+        case .badGateway: 502
+        case .serviceUnavailable: 503
+        case .gatewayTimeout: 504
+        case .unexpectedStatus(let status, _): status
+        case .unreachable, .invalidResponse, .applicationIDUnreadable: nil
+        }
+    }
+
+    public var description: String { message }
+
+    /// A status the spec does not declare for the operation (503 from an unavailable store among them).
+    static func undocumented(_ status: Int, _ payload: UndocumentedPayload) async -> ExternalProviderClientError {
+        let text = await Self.text(payload.body)
+        return status == 503 ? .serviceUnavailable(text) : .unexpectedStatus(status, text)
+    }
+
+    /// A text/plain body, as far as 64 KiB of it; a missing or unreadable one is an empty sentence.
+    static func text(_ body: HTTPBody?) async -> String {
+        guard let body else { return "" }
+        return (try? await String(collecting: body, upTo: 64 * 1024)) ?? ""
+    }
+}
+
+/// The documented error answers, all text/plain.
+protocol PlainTextAnswer {
+    var plainText: HTTPBody { get throws }
+}
+
+extension PlainTextAnswer {
+    var text: String {
+        get async { await ExternalProviderClientError.text(try? plainText) }
+    }
+}
+
+extension Components.Responses.BadRequest: PlainTextAnswer { var plainText: HTTPBody { get throws { try body.textPlainCharsetUtf8 } } }
+extension Components.Responses.Unauthorized: PlainTextAnswer { var plainText: HTTPBody { get throws { try body.textPlainCharsetUtf8 } } }
+extension Components.Responses.Forbidden: PlainTextAnswer { var plainText: HTTPBody { get throws { try body.textPlainCharsetUtf8 } } }
+extension Components.Responses.NotFound: PlainTextAnswer { var plainText: HTTPBody { get throws { try body.textPlainCharsetUtf8 } } }
+extension Components.Responses.Conflict: PlainTextAnswer { var plainText: HTTPBody { get throws { try body.textPlainCharsetUtf8 } } }
+extension Components.Responses.ContentTooLarge: PlainTextAnswer { var plainText: HTTPBody { get throws { try body.textPlainCharsetUtf8 } } }
+extension Components.Responses.UnsupportedMediaType: PlainTextAnswer { var plainText: HTTPBody { get throws { try body.textPlainCharsetUtf8 } } }
+extension Components.Responses.TooManyRequests: PlainTextAnswer { var plainText: HTTPBody { get throws { try body.textPlainCharsetUtf8 } } }
+extension Components.Responses.InternalServerError: PlainTextAnswer { var plainText: HTTPBody { get throws { try body.textPlainCharsetUtf8 } } }
+extension Components.Responses.BadGateway: PlainTextAnswer { var plainText: HTTPBody { get throws { try body.textPlainCharsetUtf8 } } }
+extension Components.Responses.GatewayTimeout: PlainTextAnswer { var plainText: HTTPBody { get throws { try body.textPlainCharsetUtf8 } } }

@@ -1,0 +1,205 @@
+import AsyncHTTPClient
+import ExternalProviderAPI
+import ExternalProviderCore
+import Foundation
+import HTTPTypes
+import OpenAPIAsyncHTTPClient
+import OpenAPIRuntime
+
+/// A client of an external-provider server (or of PiecesOS's ExternalProvider API): store, change and
+/// remove a user's OpenAI key, and list the models it may use. Keys go to the server and never come
+/// back: every answer carries the key masked.
+///
+/// ```swift
+/// let client = ExternalProviderClient(
+///     serverURL: URL(string: "http://localhost:1000")!,
+///     applicationID: try ExternalProviderClient.applicationID(inDataDirectory: dataDirectory))
+/// let stored = try await client.create(user: "auth0|ada", apiKey: key, name: "work")
+/// print(stored.openAI?.maskedAPIKey ?? "")   // sk-...Wxyz
+/// ```
+public struct ExternalProviderClient: Sendable {
+    private let client: Client
+
+    /// The HTTP client every `ExternalProviderClient` shares unless given another, made once and never
+    /// shut down (like `HTTPClient.shared`). Unlike that one it follows no redirect, which would carry the
+    /// application id elsewhere, and reports a server that is not there at once instead of retrying the
+    /// connection until the request's deadline.
+    public static let sharedHTTPClient: HTTPClient = {
+        var configuration = HTTPClient.Configuration(redirectConfiguration: .disallow, timeout: .init(connect: .seconds(10)))
+        configuration.connectionPool.retryConnectionEstablishment = false
+        return HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
+    }()
+
+    /// A client of the server at `serverURL` that calls as the application whose id is `applicationID`
+    /// (sent as `X-Application-ID`). `timeout` bounds each call: a server that checks a key with OpenAI
+    /// may take up to its own verify timeout (10 s by default) to answer.
+    public init(serverURL: URL, applicationID: String, httpClient: HTTPClient = sharedHTTPClient, timeout: Duration = .seconds(60)) {
+        let (seconds, attoseconds) = timeout.components
+        let transport = AsyncHTTPClientTransport(
+            configuration: .init(client: httpClient, timeout: .nanoseconds(seconds * 1_000_000_000 + attoseconds / 1_000_000_000)))
+        self.init(serverURL: serverURL, applicationID: applicationID, transport: transport)
+    }
+
+    /// Over another transport: for answers a live server cannot be made to give on demand.
+    init(serverURL: URL, applicationID: String, transport: any ClientTransport) {
+        client = Client(
+            serverURL: serverURL, configuration: .init(), transport: transport,
+            middlewares: [ApplicationIDMiddleware(applicationID: applicationID)])
+    }
+
+    /// Stores the user's first OpenAI key. The server checks it with OpenAI first, unless its
+    /// verification is off. Throws `.conflict` if the user already has one: use `update`.
+    public func create(user: String, apiKey: String, name: String? = nil, organization: String? = nil) async throws(ExternalProviderClientError) -> StoredKeys {
+        let body = Components.Schemas.PrecreatedExternalProviderApiKey(
+            user: user, openAI: .init(apiKey: apiKey, apiKeyName: name, organizationKey: organization))
+        let output = try await call { try await client.externalProviderApiKeyCreate(body: .json(body)) }
+        switch output {
+        case .ok(let ok): return try await StoredKeys(decoded { try ok.body.json.metadata })
+        case .badRequest(let answer): throw .badRequest(await answer.text)
+        case .unauthorized(let answer): throw .unauthorized(await answer.text)
+        case .forbidden(let answer): throw .forbidden(await answer.text)
+        case .notFound(let answer): throw .notFound(await answer.text)
+        case .conflict(let answer): throw .conflict(await answer.text)
+        case .contentTooLarge(let answer): throw .contentTooLarge(await answer.text)
+        case .unsupportedMediaType(let answer): throw .unsupportedMediaType(await answer.text)
+        case .tooManyRequests(let answer): throw .tooManyRequests(await answer.text)
+        case .internalServerError(let answer): throw .internalServerError(await answer.text)
+        case .badGateway(let answer): throw .badGateway(await answer.text)
+        case .gatewayTimeout(let answer): throw .gatewayTimeout(await answer.text)
+        case .undocumented(let status, let payload): throw await .undocumented(status, payload)
+        }
+    }
+
+    /// Changes the user's OpenAI key, name or organization: `apiKey` `nil` keeps the stored key, and
+    /// `.keep`, `.clear` or `.set(…)` say what becomes of the name and the organization. A new key, or a
+    /// new organization, is checked with OpenAI first. Throws `.notFound` if the user has no key.
+    public func update(
+        user: String, apiKey: String? = nil, name: FieldEdit = .keep, organization: FieldEdit = .keep
+    ) async throws(ExternalProviderClientError) -> StoredKeys {
+        let body = Components.Schemas.PreupdatedExternalProviderApiKey(
+            user: user, openAI: .init(apiKey: apiKey, apiKeyName: name.wireValue, organizationKey: organization.wireValue))
+        let output = try await call { try await client.externalProviderApiKeyUpdate(body: .json(body)) }
+        switch output {
+        case .ok(let ok): return try await StoredKeys(decoded { try ok.body.json.metadata })
+        case .badRequest(let answer): throw .badRequest(await answer.text)
+        case .unauthorized(let answer): throw .unauthorized(await answer.text)
+        case .forbidden(let answer): throw .forbidden(await answer.text)
+        case .notFound(let answer): throw .notFound(await answer.text)
+        case .conflict(let answer): throw .conflict(await answer.text)
+        case .contentTooLarge(let answer): throw .contentTooLarge(await answer.text)
+        case .unsupportedMediaType(let answer): throw .unsupportedMediaType(await answer.text)
+        case .tooManyRequests(let answer): throw .tooManyRequests(await answer.text)
+        case .internalServerError(let answer): throw .internalServerError(await answer.text)
+        case .badGateway(let answer): throw .badGateway(await answer.text)
+        case .gatewayTimeout(let answer): throw .gatewayTimeout(await answer.text)
+        case .undocumented(let status, let payload): throw await .undocumented(status, payload)
+        }
+    }
+
+    /// Removes the user's OpenAI key; the user and its global id stay. Removing a key that is not there
+    /// changes nothing. Throws `.notFound` for a user the server never saw.
+    public func delete(user: String) async throws(ExternalProviderClientError) -> StoredKeys {
+        let output = try await call { try await client.externalProviderApiKeyDelete(body: .json(.init(user: user, openAI: true))) }
+        switch output {
+        case .ok(let ok): return try await StoredKeys(decoded { try ok.body.json.metadata })
+        case .badRequest(let answer): throw .badRequest(await answer.text)
+        case .unauthorized(let answer): throw .unauthorized(await answer.text)
+        case .forbidden(let answer): throw .forbidden(await answer.text)
+        case .notFound(let answer): throw .notFound(await answer.text)
+        case .contentTooLarge(let answer): throw .contentTooLarge(await answer.text)
+        case .unsupportedMediaType(let answer): throw .unsupportedMediaType(await answer.text)
+        case .tooManyRequests(let answer): throw .tooManyRequests(await answer.text)
+        case .internalServerError(let answer): throw .internalServerError(await answer.text)
+        case .undocumented(let status, let payload): throw await .undocumented(status, payload)
+        }
+    }
+
+    /// The models the user's stored key may use, as OpenAI lists them. Needs an application with the
+    /// `relay` scope. Throws `.unauthorized` when the user has no key or OpenAI refuses it.
+    public func listModels(user: String) async throws(ExternalProviderClientError) -> [Model] {
+        let output = try await call { try await client.openAIModelsList(body: .json(.init(user: user))) }
+        switch output {
+        case .ok(let ok):
+            let listed = try await decoded { try ok.body.json.models.iterable }
+            return listed.map { Model(id: $0.unique ?? $0.name, name: $0.name, created: $0.created.value) }
+        case .badRequest(let answer): throw .badRequest(await answer.text)
+        case .unauthorized(let answer): throw .unauthorized(await answer.text)
+        case .forbidden(let answer): throw .forbidden(await answer.text)
+        case .contentTooLarge(let answer): throw .contentTooLarge(await answer.text)
+        case .unsupportedMediaType(let answer): throw .unsupportedMediaType(await answer.text)
+        case .tooManyRequests(let answer): throw .tooManyRequests(await answer.text)
+        case .internalServerError(let answer): throw .internalServerError(await answer.text)
+        case .badGateway(let answer): throw .badGateway(await answer.text)
+        case .gatewayTimeout(let answer): throw .gatewayTimeout(await answer.text)
+        case .undocumented(let status, let payload): throw await .undocumented(status, payload)
+        }
+    }
+
+    /// The application id in a data dir's `application-id` file, which `serve` writes on first start
+    /// for the application `default`.
+    public static func applicationID(inDataDirectory directory: URL) throws(ExternalProviderClientError) -> String {
+        try applicationID(inFile: directory.appendingPathComponent("application-id"))
+    }
+
+    /// The application id in `file`: its first line, without surrounding whitespace.
+    public static func applicationID(inFile file: URL) throws(ExternalProviderClientError) -> String {
+        let text: String
+        do {
+            text = try String(contentsOf: file, encoding: .utf8)
+        } catch {
+            throw .applicationIDUnreadable("cannot read the application id from \(file.path): \(error.localizedDescription)")
+        }
+        let id = text.split(whereSeparator: \.isNewline).first.map { $0.trimmingCharacters(in: .whitespaces) } ?? ""
+        guard !id.isEmpty else { throw .applicationIDUnreadable("\(file.path) holds no application id") }
+        return id
+    }
+
+    /// Runs a generated call and sorts what it throws: the server could not be reached, or its answer
+    /// could not be read.
+    private func call<Output>(_ body: () async throws -> Output) async throws(ExternalProviderClientError) -> Output {
+        do {
+            return try await body()
+        } catch let error as ClientError {
+            // The runtime's own description holds the request, the application id header among them:
+            // only what it wraps is said.
+            if error.underlyingError is DecodingError { throw .invalidResponse("the server's answer could not be read: \(error.underlyingError)") }
+            throw .unreachable("the server could not be reached: \(error.underlyingError)")
+        } catch {
+            throw .unreachable("the server could not be reached: \(error)")
+        }
+    }
+}
+
+/// Sends the application id with every request.
+struct ApplicationIDMiddleware: ClientMiddleware {
+    let applicationID: String
+
+    func intercept(
+        _ request: HTTPRequest, body: HTTPBody?, baseURL: URL, operationID: String,
+        next: (HTTPRequest, HTTPBody?, URL) async throws -> (HTTPResponse, HTTPBody?)
+    ) async throws -> (HTTPResponse, HTTPBody?) {
+        var request = request
+        request.headerFields[HTTPField.Name("X-Application-ID")!] = applicationID
+        return try await next(request, body, baseURL)
+    }
+}
+
+extension FieldEdit {
+    /// The API's form: absent keeps, `""` clears.
+    var wireValue: String? {
+        switch self {
+        case .keep: nil
+        case .clear: ""
+        case .set(let value): value
+        }
+    }
+}
+
+/// Reads a decoded body's part, sorting a failure as an unreadable answer.
+func decoded<Value>(_ read: () throws -> Value) async throws(ExternalProviderClientError) -> Value {
+    do {
+        return try read()
+    } catch {
+        throw .invalidResponse("the server's answer could not be read: \(error)")
+    }
+}
