@@ -1,4 +1,5 @@
 import ExternalProviderAPI
+import ExternalProviderCore
 import Foundation
 import OpenAPIRuntime
 
@@ -158,3 +159,6 @@ extension Components.Responses.TooManyRequests: PlainTextAnswer { var plainText:
 extension Components.Responses.InternalServerError: PlainTextAnswer { var plainText: HTTPBody { get throws { try body.textPlainCharsetUtf8 } } }
 extension Components.Responses.BadGateway: PlainTextAnswer { var plainText: HTTPBody { get throws { try body.textPlainCharsetUtf8 } } }
 extension Components.Responses.GatewayTimeout: PlainTextAnswer { var plainText: HTTPBody { get throws { try body.textPlainCharsetUtf8 } } }
+
+/// What an update does to an optional field: `.keep` it, `.clear` it, or `.set(_:)` a new value.
+public typealias FieldEdit = ExternalProviderCore.FieldEdit

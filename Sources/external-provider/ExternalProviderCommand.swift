@@ -24,7 +24,7 @@ struct ExternalProviderCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "external-provider",
         abstract: "Keeps people's API keys for AI providers and serves the PiecesOS ExternalProvider API.",
-        subcommands: [Serve.self, Apps.self, Keys.self, Audit.self, RotateMasterKey.self, Migrate.self]
+        subcommands: [Serve.self, Apps.self, Keys.self, Audit.self, Key.self, Models.self, RotateMasterKey.self, Migrate.self]
     )
 }
 
