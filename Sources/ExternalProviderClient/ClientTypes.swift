@@ -10,6 +10,7 @@ public struct StoredKeys: Sendable, Equatable {
     /// The user's OpenAI key, masked; `nil` when there is none.
     public let openAI: MaskedKey?
 
+    /// What a server answered, for tests and previews.
     public init(globalID: String, openAI: MaskedKey?) {
         self.globalID = globalID
         self.openAI = openAI
@@ -28,9 +29,12 @@ public struct StoredKeys: Sendable, Equatable {
 public struct MaskedKey: Sendable, Equatable {
     /// The first 3 characters, `...`, and the last 4 (`****` for a key shorter than 20 characters).
     public let maskedAPIKey: String
+    /// The key's name, if it has one.
     public let name: String?
+    /// The OpenAI organization the key is used with, if any.
     public let organization: String?
 
+    /// A key as a server would show it, for tests and previews.
     public init(maskedAPIKey: String, name: String?, organization: String?) {
         self.maskedAPIKey = maskedAPIKey
         self.name = name
@@ -42,10 +46,12 @@ public struct MaskedKey: Sendable, Equatable {
 public struct Model: Sendable, Equatable {
     /// OpenAI's id, e.g. `gpt-4o`.
     public let id: String
+    /// The name PiecesOS shows, which for OpenAI is its id.
     public let name: String
     /// When OpenAI made it available.
     public let created: Date
 
+    /// A model as a server would list it, for tests and previews.
     public init(id: String, name: String, created: Date) {
         self.id = id
         self.name = name
@@ -122,6 +128,7 @@ public enum ExternalProviderClientError: Error, Sendable, Equatable, CustomStrin
         }
     }
 
+    /// The sentence, as `message` says it.
     public var description: String { message }
 
     /// A status the spec does not declare for the operation (503 from an unavailable store among them).
