@@ -4,18 +4,25 @@ import Synchronization
 /// Which Host names and browser Origins may reach the server. The defaults let only local, non-browser
 /// clients in: a web page, or a DNS-rebinding page that calls itself localhost, gets 403.
 public final class AccessPolicy: Sendable {
-    private let hostNames: Set<String>
+    /// This machine's own names: accepted only with the port the server is bound to, so a page that
+    /// reaches it through another local port or service is still refused.
+    private let localNames: Set<String>
+    /// Names the operator allowed without a port (`--allow-host keys.internal`): on any port or none,
+    /// since a proxy in front sends its own (`Host: keys.internal`, or `keys.internal:8443`).
+    private let allowedNames: Set<String>
+    /// Names the operator allowed with a port (`--allow-host proxy.example:443`): exactly so.
     private let hostsWithPort: Set<String>
     private let origins: Set<String>
     private let port: Mutex<Int>
 
     public init(boundHost: String, port: Int, allowedHosts: [String] = [], allowedOrigins: [String] = []) {
-        var names: Set<String> = ["localhost", "127.0.0.1", "[::1]", Self.bracketed(boundHost.lowercased())]
+        localNames = ["localhost", "127.0.0.1", "[::1]", Self.bracketed(boundHost.lowercased())]
+        var names: Set<String> = []
         var withPort: Set<String> = []
         for host in allowedHosts.map({ $0.lowercased() }) {
             if Self.split(host).port != nil { withPort.insert(host) } else { names.insert(Self.bracketed(host)) }
         }
-        hostNames = names
+        allowedNames = names
         hostsWithPort = withPort
         origins = Set(allowedOrigins.map(Self.normalizedOrigin))
         self.port = Mutex(port)
@@ -30,7 +37,8 @@ public final class AccessPolicy: Sendable {
         let value = header.lowercased()
         if hostsWithPort.contains(value) { return true }
         let (name, explicitPort) = Self.split(value)
-        return hostNames.contains(name) && (explicitPort ?? 80) == port.withLock { $0 }
+        if allowedNames.contains(name) { return explicitPort != -1 }
+        return localNames.contains(name) && (explicitPort ?? 80) == port.withLock { $0 }
     }
 
     func allowsOrigin(_ header: String) -> Bool {

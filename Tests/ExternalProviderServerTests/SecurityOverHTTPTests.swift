@@ -150,8 +150,9 @@ struct SecurityOverHTTPTests {
 struct AccessPolicyTests {
     let policy = AccessPolicy(boundHost: "127.0.0.1", port: 1000, allowedHosts: ["keys.internal", "proxy.example:443"])
 
-    @Test("local names on the bound port, and allowed names, pass", arguments: [
-        "localhost:1000", "LOCALHOST:1000", "127.0.0.1:1000", "[::1]:1000", "keys.internal:1000", "proxy.example:443",
+    @Test("local names on the bound port, names allowed without a port on any port or none, and allowed name:port pass", arguments: [
+        "localhost:1000", "LOCALHOST:1000", "127.0.0.1:1000", "[::1]:1000", "keys.internal:1000", "keys.internal", "keys.internal:8443",
+        "proxy.example:443",
     ])
     func allowed(host: String) {
         #expect(policy.allowsHost(host))
@@ -159,7 +160,7 @@ struct AccessPolicyTests {
 
     @Test("other names, other ports and malformed values are refused", arguments: [
         "attacker.example:1000", "localhost", "localhost:1001", "127.0.0.1:80", "proxy.example:1000", "localhost:abc", "[::1]", "",
-        "localhost.attacker.example:1000", "127.0.0.1.nip.io:1000",
+        "localhost.attacker.example:1000", "127.0.0.1.nip.io:1000", "keys.internal:abc", "keys.internal.attacker.example",
     ])
     func refused(host: String) {
         #expect(!policy.allowsHost(host))

@@ -15,14 +15,21 @@ final class StandInOpenAI: Sendable {
     }
 
     private let seen = Mutex<[Seen]>([])
+    private let redirectTargetSeen = Mutex<[Seen]>([])
 
     var requests: [Seen] { seen.withLock { $0 } }
+    /// What reached the place every redirect points to: only a client that followed one gets there.
+    var redirectTargetHits: [Seen] { redirectTargetSeen.withLock { $0 } }
 
     /// Runs `body` with the stand-in's base URL while it listens on a free port.
     func run(_ body: @Sendable (String) async throws -> Void) async throws {
         let router = Router()
         router.get("/v1/models") { request, _ in try await self.answer(request) }
-        router.get("/elsewhere") { _, _ in Response(status: .ok) }
+        router.get("/elsewhere") { request, _ in
+            let hit = Seen(authorization: request.headers[.authorization], organization: request.headers[HTTPField.Name("OpenAI-Organization")!])
+            self.redirectTargetSeen.withLock { $0.append(hit) }
+            return Response(status: .ok)
+        }
         let app = Application(router: router, configuration: .init(address: .hostname("127.0.0.1", port: 0)))
         try await app.test(.live) { client in
             try await body("http://127.0.0.1:\(client.port!)")

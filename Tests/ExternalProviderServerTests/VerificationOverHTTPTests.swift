@@ -49,6 +49,27 @@ struct VerificationOverHTTPTests {
         }
     }
 
+    @Test("verified_at is when OpenAI accepted the pair: set by the check, kept by a rename, refreshed by a new pair")
+    func verifiedAtFollowsThePair() async throws {
+        try await withVerifyingServer { api, server, _ in
+            // SQLite keeps milliseconds: bounds a millisecond wide on each side.
+            func stamped(_ operation: String, _ body: String) async throws -> (before: Date, after: Date) {
+                let before = Date() - 0.001
+                #expect(try await api.post(operation, body).status == .ok, "\(body)")
+                return (before, Date() + 0.001)
+            }
+            let created = try await stamped("create", create("sk-proj-valid-0123456789abcdWxyz"))
+            let first = try #require(try await server.verifiedAt(user: "auth0|ada"))
+            #expect(first >= created.before && first <= created.after)
+            try await Task.sleep(for: .milliseconds(20))
+            _ = try await stamped("update", #"{"user":"auth0|ada","open_AI":{"api_key_name":"renamed"}}"#)
+            #expect(try await server.verifiedAt(user: "auth0|ada") == first)
+            let repaired = try await stamped("update", #"{"user":"auth0|ada","open_AI":{"organization_key":"org-new"}}"#)
+            let second = try #require(try await server.verifiedAt(user: "auth0|ada"))
+            #expect(second > first && second >= repaired.before && second <= repaired.after)
+        }
+    }
+
     @Test("a wrong key or organization gets 401 with OpenAI's code, never the key; nothing is stored", arguments: [
         ("sk-proj-invalid-0123456789abWxyz", nil as String?, "invalid_api_key"),
         ("sk-proj-valid-0123456789abcdWxyz", "org-wrong", "mismatched_organization"),
@@ -76,7 +97,8 @@ struct VerificationOverHTTPTests {
             #expect(answer.body.hasPrefix("The key could not be checked with OpenAI, so nothing was stored: "))
             #expect(answer.body.contains(reason))
             #expect(try await server.store.account(for: UserID(trusted: "auth0|ada")) == nil)
-            #expect(openAI.requests.count == 1, "a redirect must not be followed")
+            #expect(openAI.requests.count == 1)
+            #expect(openAI.redirectTargetHits.isEmpty, "a redirect was followed")
         }
     }
 

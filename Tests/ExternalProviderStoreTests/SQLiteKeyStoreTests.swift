@@ -1,6 +1,7 @@
 import ExternalProviderCore
 import Foundation
 import GRDB
+import Synchronization
 import Testing
 
 @testable import ExternalProviderStore
@@ -120,23 +121,37 @@ struct SQLiteKeyStoreTests {
         #expect(serialOrderExplains(serial, from: initial, to: ProviderKey(apiKey: "k", apiKeyName: "n1", organizationKey: "o1")))
     }
 
-    @Test("a saved, replaced and deleted key leaves no copy, raw or base64, in the store's files")
+    @Test("a replaced and a deleted key leave no copy in the store's files: neither sealed (secure_delete) nor in clear")
     func secureDelete() async throws {
         let directory = try TemporaryDirectory()
         let store = try SQLiteKeyStore(path: directory.file("store.sqlite"), masterKey: masterKey)
         let first = "sk-first-\(UUID().uuidString)"
         let second = "sk-second-\(UUID().uuidString)"
-        _ = try await store.perform(create(first), for: user)
+        // Values are sealed, so the plaintext is never on disk whatever SQLite does: what secure_delete
+        // must wipe is the sealed blob of a value that was replaced or deleted.
+        func sealedBlobs() async throws -> [Data] {
+            try await store.writer.read { db in
+                try Row.fetchAll(db, sql: "SELECT api_key, organization_key FROM provider_key").flatMap { row in
+                    [row["api_key"] as Data?, row["organization_key"] as Data?].compactMap { $0 }
+                }
+            }
+        }
+        _ = try await store.perform(create(first, organization: "org-first-0001"), for: user)
+        let firstBlobs = try await sealedBlobs()
         _ = try await store.perform(update(second), for: user)
+        let secondBlobs = try await sealedBlobs()
+        #expect(firstBlobs.count == 2 && secondBlobs.count == 2 && Set(firstBlobs).isDisjoint(with: secondBlobs))
         _ = try await store.perform(.delete([.openAI]), for: user)
         try await store.writer.writeWithoutTransaction { db in
             try db.execute(sql: "PRAGMA wal_checkpoint(TRUNCATE)")
         }
         for name in try FileManager.default.contentsOfDirectory(atPath: directory.path) {
             let bytes = try Data(contentsOf: URL(fileURLWithPath: directory.file(name)))
+            for (index, blob) in (firstBlobs + secondBlobs).enumerated() {
+                #expect(bytes.range(of: blob) == nil, "\(name) still holds sealed value \(index)")
+            }
             for secret in [first, second] {
                 #expect(bytes.range(of: Data(secret.utf8)) == nil, "\(name) holds a key")
-                #expect(bytes.range(of: Data(Data(secret.utf8).base64EncodedString().utf8)) == nil, "\(name) holds a key in base64")
             }
         }
     }
@@ -172,5 +187,71 @@ struct GroupCommitTests {
         for index in stride(from: 1, to: 40, by: 2) {
             #expect(try await reopened.account(for: UserID(trusted: "own-\(index)"))?.keys[.openAI]?.apiKey == "sk-group-\(index)")
         }
+    }
+}
+
+/// Counts the commits of one database.
+final class CommitCounter: TransactionObserver, @unchecked Sendable {
+    private let commits = Mutex(0)
+    var count: Int { commits.withLock { $0 } }
+
+    func observes(eventsOfKind eventKind: DatabaseEventKind) -> Bool { true }
+    func databaseDidChange(with event: DatabaseEvent) {}
+    func databaseDidCommit(_ db: Database) { commits.withLock { $0 += 1 } }
+    func databaseDidRollback(_ db: Database) {}
+}
+
+@Suite("Group commit, at the level of SQL")
+struct GroupCommitBatchTests {
+    @Test("writes queued behind a commit share the next one; a write that fails after its SQL ran is undone alone")
+    func sharedBatchWithAFailure() async throws {
+        let directory = try TemporaryDirectory()
+        let pool = try DatabasePool(path: directory.file("batch.sqlite"))
+        try await pool.write { db in try db.execute(sql: "CREATE TABLE item (name TEXT PRIMARY KEY)") }
+        let commits = CommitCounter()
+        pool.add(transactionObserver: commits, extent: .databaseLifetime)
+        let writer = GroupCommitWriter(pool)
+
+        // The first write holds the writer until every other write is queued behind it.
+        let release = AsyncStream<Void>.makeStream()
+        let holder = Task {
+            try await writer.write { db in
+                try db.execute(sql: "INSERT INTO item VALUES ('holder')")
+                // GRDB's writer queue is not async: wait on it the way a slow write would.
+                let semaphore = DispatchSemaphore(value: 0)
+                Task { for await _ in release.stream { break }; semaphore.signal() }
+                semaphore.wait()
+            }
+        }
+        try await Task.sleep(for: .milliseconds(100))
+        let before = commits.count
+        let queued = (0..<8).map { index in
+            Task {
+                try await writer.write { db in
+                    try db.execute(sql: "INSERT INTO item VALUES (?)", arguments: ["item-\(index)"])
+                    // The SQL above has run; this second statement breaks a constraint, so the write fails
+                    // with a row of its own already written in the shared transaction.
+                    if index == 3 { try db.execute(sql: "INSERT INTO item VALUES ('holder')") }
+                }
+            }
+        }
+        try await Task.sleep(for: .milliseconds(200))
+        release.continuation.yield()
+        try await holder.value
+        var failures = 0
+        for (index, task) in queued.enumerated() {
+            do {
+                try await task.value
+                #expect(index != 3)
+            } catch is DatabaseError {
+                failures += 1
+                #expect(index == 3)
+            }
+        }
+        #expect(failures == 1)
+        // The holder's commit, then one commit for all eight queued writes.
+        #expect(commits.count - before == 2, "the queued writes took \(commits.count - before - 1) commits")
+        let names = try await pool.read { db in try String.fetchAll(db, sql: "SELECT name FROM item ORDER BY name") }
+        #expect(names == ["holder"] + [0, 1, 2, 4, 5, 6, 7].map { "item-\($0)" })
     }
 }

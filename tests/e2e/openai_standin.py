@@ -1,6 +1,6 @@
 """A stand-in for OpenAI's GET /v1/models on loopback, answering as OpenAI does. A test fixture, not part
 of the product. The key picks the answer: `invalid` -> 401 invalid_api_key, `slow` -> no answer for 3 s,
-`error500` -> 500, `ratelimit` -> 429, `redirect` -> 302; any other key is valid, unless the organization
+`error500` -> 500, `ratelimit` -> 429, `redirect` -> 302 (and so does the relayed path `/v1/redirected`), to `/elsewhere`, which records what reaches it; any other key is valid, unless the organization
 is `org-wrong` (401 mismatched_organization). It records the credentials each request carried.
 
 For the relay it also answers POST /v1/chat/completions (plain, or streamed as server-sent events 100 ms
@@ -13,6 +13,8 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
+# Where every redirect points: what arrives here was sent by a client that followed one.
+REDIRECT_TARGET = "/elsewhere"
 MODELS = ["gpt-4o", "gpt-4o-mini-2024-07-18", "gpt-3.5-turbo", "o3", "text-embedding-3-small", "whisper-1", "dall-e-3"]
 
 
@@ -26,6 +28,7 @@ class StandInOpenAI:
     def __init__(self):
         self.requests = []
         self.relayed = []
+        self.redirect_target_hits = []
         self.streams = []
         self.cut_short = 0
         self._lock = threading.Lock()
@@ -36,6 +39,8 @@ class StandInOpenAI:
                 pass
 
             def do_GET(self):
+                if self.path.startswith(REDIRECT_TARGET):
+                    return self.redirect_target_reached()
                 if self.path.startswith("/v1/") and self.path != "/v1/models":
                     return self.relayed_request()
                 if self.path != "/v1/models":
@@ -54,18 +59,28 @@ class StandInOpenAI:
                 if "ratelimit" in key:
                     return self.error(429, "rate_limit_exceeded", "Rate limit reached.")
                 if "redirect" in key:
-                    self.send_response(302)
-                    self.send_header("Location", "/elsewhere")
-                    self.send_header("Content-Length", "0")
-                    self.end_headers()
-                    return
+                    return self.redirect()
                 if organization == "org-wrong":
                     return self.error(401, "mismatched_organization", "OpenAI-Organization header should match organization for API key")
                 self.reply(200, {"object": "list", "data": [
                     {"id": model, "object": "model", "created": 1715367049, "owned_by": "system"} for model in MODELS]})
 
             def do_POST(self):
+                if self.path.startswith(REDIRECT_TARGET):
+                    return self.redirect_target_reached()
                 self.relayed_request()
+
+            def redirect(self):
+                self.send_response(302)
+                self.send_header("Location", REDIRECT_TARGET)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def redirect_target_reached(self):
+                # Recorded with whatever credentials came along: a followed redirect would carry the key here.
+                with standin._lock:
+                    standin.redirect_target_hits.append(dict(self.headers.items()))
+                self.reply(200, {"object": "elsewhere"})
 
             def do_DELETE(self):
                 self.relayed_request()
@@ -108,6 +123,8 @@ class StandInOpenAI:
                 # A key OpenAI accepted when it was stored, and refuses now (expired, revoked).
                 if "invalid" in key or "revoked" in key:
                     return self.error(401, "invalid_api_key", f"Incorrect API key provided: {key[:3]}***{key[-4:]}.")
+                if path == "/v1/redirected":
+                    return self.redirect()
                 if path == "/v1/chat/completions":
                     request = json.loads(body)
                     if request.get("model") == "slow-model":

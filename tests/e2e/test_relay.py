@@ -300,3 +300,11 @@ def test_an_upstream_that_answers_before_reading_the_body(server, relay_user):
         response = connection.getresponse()
         assert (response.status, response.read()) == (200, b'{"object": "early"}')
     assert server.process.poll() is None
+
+
+def test_a_redirect_from_openai_is_a_502_and_is_not_followed(server, openai, relay_user):
+    with pytest.raises(openai_sdk.APIStatusError) as refused:
+        relay_client(server).get("/redirected", cast_to=object)
+    assert refused.value.status_code == 502
+    assert "redirect (302)" in refused.value.response.text and "not followed" in refused.value.response.text
+    assert openai.redirect_target_hits == [], "the relay followed a redirect, carrying the key elsewhere"

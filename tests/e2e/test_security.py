@@ -93,11 +93,22 @@ def test_an_allowed_origin_gets_cors_headers(workdir):
 def test_no_copy_of_a_stored_key_is_left_in_the_data_dir(server):
     first, second, organization = "sk-proj-DISKSCAN-first-0123456789", "sk-proj-DISKSCAN-second-987654321", "org-DISKSCAN-4242"
     api = server.api()
+    store = server.data_dir / "external-provider.sqlite"
+
+    def sealed_values():
+        """The sealed blobs as stored now: what secure_delete must wipe once they are replaced or deleted."""
+        with sqlite3.connect(store) as connection:
+            return [value for row in connection.execute("SELECT api_key, organization_key FROM provider_key") for value in row if value]
+
     create(api, "auth0|disk", api_key=first, organization_key=organization)
+    replaced = sealed_values()
     update(api, "auth0|disk", {"api_key": second})
+    deleted = sealed_values()
+    # A new key re-seals the row's organization too, under a new nonce.
+    assert len(replaced) == 2 and len(deleted) == 2 and not set(replaced) & set(deleted)
     secrets = [first, second, organization]
 
-    def scan():
+    def scan(blobs):
         found = []
         for path in server.data_dir.iterdir():
             data = path.read_bytes()
@@ -105,15 +116,20 @@ def test_no_copy_of_a_stored_key_is_left_in_the_data_dir(server):
                 for form in (secret.encode(), base64.b64encode(secret.encode()), base64.urlsafe_b64encode(secret.encode())):
                     if form in data:
                         found.append((path.name, secret))
+            found += [(path.name, f"sealed value {index}") for index, blob in enumerate(blobs) if blob in data]
         return found
 
-    assert scan() == []
+    def checkpoint():
+        with sqlite3.connect(store) as connection:
+            assert connection.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0] == 0
+
+    checkpoint()
+    assert scan(replaced) == []
     delete(api, "auth0|disk", True)
-    with sqlite3.connect(server.data_dir / "external-provider.sqlite") as checkpoint:
-        assert checkpoint.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0] == 0
-    assert scan() == []
+    checkpoint()
+    assert scan(replaced + deleted) == []
     server.stop()
-    assert scan() == []
+    assert scan(replaced + deleted) == []
     assert sorted(os.listdir(server.data_dir)) == ["application-id", "external-provider.sqlite", "lock", "master.key"]
 
 

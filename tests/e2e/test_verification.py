@@ -48,6 +48,7 @@ def test_no_usable_answer_is_a_502_or_504_and_stores_nothing(api, openai, key, s
     assert caught.value.body.startswith("The key could not be checked with OpenAI, so nothing was stored: ")
     assert reason in caught.value.body
     assert len(openai.seen_since(mark)) == 1
+    assert openai.redirect_target_hits == [], "a redirect was followed"
     assert_nothing_stored(api)
 
 
