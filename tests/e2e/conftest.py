@@ -65,8 +65,10 @@ class Server:
     With `database_url`, the keys live in PostgreSQL under a master key in the work dir, and the
     application `default` is made with `apps create`, its id written where a data dir would hold it."""
 
-    def __init__(self, data_dir: Path, extra_args=(), preexec_fn=None, database_url=None):
+    def __init__(self, data_dir: Path, extra_args=(), preexec_fn=None, database_url=None, wrapper=()):
         self.data_dir = data_dir
+        # A command the server runs under, e.g. strace: `process` is then the wrapper's.
+        self.wrapper = list(wrapper)
         self.database_url = database_url
         # Where the store is, for `cli()` as for `serve`.
         self.store_args = ["--data-dir", str(data_dir)]
@@ -103,7 +105,7 @@ class Server:
         self.log_start = self.log_path.stat().st_size if self.log_path.exists() else 0
         self.log = open(self.log_path, "ab")
         self.process = subprocess.Popen(
-            [str(BINARY), "serve", "--port", str(self.port), "--data-dir", str(self.data_dir), "--log-level", "trace",
+            [*self.wrapper, str(BINARY), "serve", "--port", str(self.port), "--data-dir", str(self.data_dir), "--log-level", "trace",
              "--openai-base-url", OPENAI.base_url, "--verify-timeout", "1", *self.extra_args],
             stdout=self.log,
             stderr=subprocess.STDOUT,
