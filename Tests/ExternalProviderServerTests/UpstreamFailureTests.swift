@@ -3,6 +3,10 @@ import NIOCore
 import NIOPosix
 import Testing
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 @testable import ExternalProviderServer
 
 /// Answers anything with a plain-text HTTP line, so a TLS client's handshake fails.
@@ -51,6 +55,16 @@ struct UpstreamFailureTests {
         try await channel.close()
     }
 
+    @Test("a listener whose queue is full never completes the connection: the connect timeout")
+    func connectTimeout() async throws {
+        let listener = try StuffedListener()
+        defer { listener.close() }
+        let started = ContinuousClock.now
+        #expect(try await failure(calling: "http://127.0.0.1:\(listener.port)/v1/models") == .connectTimedOut)
+        // The connect timeout (1 s), not the read timeout (5 s).
+        #expect(ContinuousClock.now - started < .seconds(4))
+    }
+
     @Test("a name that does not resolve is unreachable")
     func unresolvable() async throws {
         #expect(try await failure(calling: "http://external-provider-test.invalid/v1/models") == .unreachable)
@@ -62,5 +76,40 @@ struct UpstreamFailureTests {
         #expect(UpstreamFailure.tls.reason == "the TLS connection to OpenAI failed")
         #expect(OpenAIKeyVerifier.outcome(for: HTTPClientError.connectTimeout) == .timedOut)
         #expect(OpenAIKeyVerifier.outcome(for: HTTPClientError.readTimeout) == .timedOut)
+    }
+}
+
+/// A loopback listener that never accepts, its queue filled at once: the kernel then drops every new
+/// connection's SYN, so a connect waits until its timeout, as with a host that does not answer.
+struct StuffedListener {
+    let port: Int
+    private let descriptors: [Int32]
+
+    init() throws {
+        let listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafeMutablePointer(to: &address) { pointer in
+            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { address in
+                Glibc.bind(listener, address, length) == 0 && listen(listener, 0) == 0 && getsockname(listener, address, &length) == 0
+            }
+        }
+        guard listener >= 0, bound else { throw IOError(errnoCode: errno, reason: "listen") }
+        port = Int(UInt16(bigEndian: address.sin_port))
+        var fillers: [Int32] = []
+        for _ in 0..<3 {
+            let filler = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0)
+            _ = withUnsafePointer(to: &address) { pointer in
+                pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(filler, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            }
+            fillers.append(filler)
+        }
+        descriptors = [listener] + fillers
+    }
+
+    func close() {
+        for descriptor in descriptors { Glibc.close(descriptor) }
     }
 }

@@ -102,6 +102,18 @@ struct VerificationOverHTTPTests {
         }
     }
 
+    @Test("an OpenAI that never completes the connection is a 504 after the connect timeout; nothing is stored")
+    func connectTimeout() async throws {
+        let listener = try StuffedListener()
+        defer { listener.close() }
+        try await withVerifyingServer(baseURL: "http://127.0.0.1:\(listener.port)") { api, server, _ in
+            let answer = try await api.post("create", create("sk-proj-valid-0123456789abcdWxyz"))
+            #expect(answer.status == .gatewayTimeout)
+            #expect(answer.body.contains("no answer within the verify timeout"))
+            #expect(try await server.store.account(for: UserID(trusted: "auth0|ada")) == nil)
+        }
+    }
+
     @Test("a refused connection is a 502")
     func refused() async throws {
         let closedPort = try await { () async throws -> Int in
