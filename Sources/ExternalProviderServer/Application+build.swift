@@ -133,6 +133,7 @@ func buildRouter(
     relay: OpenAIRelay? = nil,
     access: AccessPolicy,
     limiter: FailedAttemptLimiter = FailedAttemptLimiter(),
+    recentlyValid: RecentlyValidApplications = RecentlyValidApplications(),
     metrics: ServerMetrics? = nil,
     logger: Logger
 ) throws -> Router<AppRequestContext> {
@@ -170,7 +171,7 @@ func buildRouter(
     }
     routes.record(.get, "/openapi.yaml")
 
-    let authentication = ApplicationAuthMiddleware(registry: store, limiter: limiter, recentlyValid: RecentlyValidApplications())
+    let authentication = ApplicationAuthMiddleware(registry: store, limiter: limiter, recentlyValid: recentlyValid)
     if let relay {
         let relayed = router.group(RouterPath(OpenAIRelay.pathPrefix))
             .add(middleware: authentication)

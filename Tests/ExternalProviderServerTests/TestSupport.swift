@@ -72,18 +72,20 @@ struct TestServer {
     let applicationID: String
     let access: AccessPolicy
     let limiter: FailedAttemptLimiter
+    let recentlyValid: RecentlyValidApplications
     let verifier: (any KeyVerifier)?
     /// On, as `serve` has it by default.
     let metrics: ServerMetrics? = ServerMetrics()
 
     init(
         access: AccessPolicy = AccessPolicy(boundHost: "127.0.0.1", port: 80), limiter: FailedAttemptLimiter = FailedAttemptLimiter(),
-        verifier: (any KeyVerifier)? = nil
+        verifier: (any KeyVerifier)? = nil, recentlyValid: RecentlyValidApplications = RecentlyValidApplications()
     ) async throws {
         store = try SQLiteKeyStore.inMemory()
         applicationID = try await store.registerApplication(named: "tests")
         self.access = access
         self.limiter = limiter
+        self.recentlyValid = recentlyValid
         self.verifier = verifier
     }
 
@@ -98,7 +100,8 @@ struct TestServer {
         let logger = logs.logger()
         let router = try buildRouter(
             store, verifier: verifier.map { base in metrics.map { CountedVerifier(base: base, metrics: $0) } ?? base }, models: NoOpenAI(),
-            health: KeyHealthReporter(store: store, logger: logger), access: access, limiter: limiter, metrics: metrics, logger: logger)
+            health: KeyHealthReporter(store: store, logger: logger), access: access, limiter: limiter, recentlyValid: recentlyValid, metrics: metrics,
+            logger: logger)
         let app = Application(router: router, logger: logger)
         try await app.test(.router) { client in
             try await test(APIClient(raw: client, applicationID: applicationID))
