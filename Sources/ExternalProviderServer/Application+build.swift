@@ -50,9 +50,11 @@ public let storeFileName = "external-provider.sqlite"
 
 public func buildApplication(
     _ arguments: some AppArguments,
-    environment: [String: String] = ProcessInfo.processInfo.environment
+    environment: [String: String] = ProcessInfo.processInfo.environment,
+    logger given: Logger? = nil
 ) async throws -> some ApplicationProtocol {
-    var logger = Logger(label: "external-provider")
+    // Every part of the application logs through this one logger (tests pass one that keeps the lines).
+    var logger = given ?? Logger(label: "external-provider")
     logger.logLevel = arguments.logLevel
     let serving = try await arguments.storeLocation.openForServing(
         masterKeyFile: arguments.masterKeyFile, environment: environment, migrate: arguments.migrate, logger: logger)
@@ -97,8 +99,12 @@ public func buildApplication(
         services: services,
         // Said only once listening, so that a start that fails prints nothing but its one error line.
         onServerRunning: { [logger] channel in
-            access.listening(on: channel.localAddress?.port ?? arguments.port)
-            logger.info("serving", metadata: ["store": "\(arguments.storeLocation.description)", "schema.migration": "\(DataVersion.current)"])
+            let port = channel.localAddress?.port ?? arguments.port
+            access.listening(on: port)
+            // With --port 0 the system picks the port: this line says which.
+            logger.info(
+                "serving",
+                metadata: ["port": "\(port)", "store": "\(arguments.storeLocation.description)", "schema.migration": "\(DataVersion.current)"])
         },
         logger: logger
     )

@@ -25,12 +25,20 @@ struct ClientTests {
             let directory = FileManager.default.temporaryDirectory.appendingPathComponent("ep-client-\(UUID().uuidString)").path
             defer { try? FileManager.default.removeItem(atPath: directory) }
             let settings = ServeSettings(
-                host: "127.0.0.1", port: 0, dataDirectory: directory, logLevel: .warning, openAIBaseURL: openAI, verifyTimeout: 1)
-            let app = try await buildApplication(settings, environment: [:])
-            try await app.test(.live) { client in
+                host: "127.0.0.1", port: 0, dataDirectory: directory, logLevel: .trace, openAIBaseURL: openAI, verifyTimeout: 1.5)
+            let logs = LogCapture()
+            let app = try await buildApplication(settings, environment: [:], logger: logs.logger())
+            let id = try await app.test(.live) { client in
                 let url = URL(string: "http://127.0.0.1:\(try #require(client.port))")!
                 let id = try ExternalProviderClient.applicationID(inDataDirectory: URL(fileURLWithPath: directory))
                 try await body(Live(client: ExternalProviderClient(serverURL: url, applicationID: id), url: url, dataDirectory: directory))
+                return id
+            }
+            // At trace level, nothing the tests sent is in the log: no key, no application id.
+            let log = logs.text
+            #expect(log.contains("serving"))
+            for secret in [id, "sk-swift-client-0123456789Wxyz", "sk-swift-client-second-000Abcd", "sk-invalid-client-000000000000"] {
+                #expect(!log.contains(secret), "\(secret.prefix(6))… reached the log")
             }
         }
     }

@@ -5,7 +5,7 @@ import HummingbirdTesting
 import Synchronization
 
 /// A stand-in for OpenAI's `GET /v1/models` on loopback, answering as OpenAI does. The key picks the
-/// answer: `invalid` → 401 invalid_api_key, `slow` → no answer for 2 s, `error500`, `ratelimit`,
+/// answer: `invalid` → 401 invalid_api_key, `slow` → no answer for 3 s, `error500`, `ratelimit`,
 /// `redirect`; any other key is valid, unless the organization is `org-wrong` (401
 /// mismatched_organization). It records the credentials each request carried.
 final class StandInOpenAI: Sendable {
@@ -42,7 +42,7 @@ final class StandInOpenAI: Sendable {
         seen.withLock { $0.append(Seen(authorization: authorization, organization: organization)) }
         let key = authorization?.replacingOccurrences(of: "Bearer ", with: "") ?? ""
         if key.contains("slow") {
-            try await Task.sleep(for: .seconds(2))
+            try await Task.sleep(for: .seconds(3))
         }
         if key.contains("invalid") || key.isEmpty {
             return Self.error(.unauthorized, code: "invalid_api_key", message: "Incorrect API key provided: \(key.prefix(3))***\(key.suffix(4)). You can find your API key at https://platform.openai.com/account/api-keys.")

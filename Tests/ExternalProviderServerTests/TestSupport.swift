@@ -44,17 +44,22 @@ final class LogCapture: Sendable {
     }
 }
 
-/// Every secret a test sent; each server's log is checked against all of them when its test ends.
-enum SentSecrets {
-    private static let secrets = Mutex<Set<String>>([])
+/// Every secret sent to one test server: the keys and organizations in the bodies its client sent,
+/// raw or not, and every application id. Its log is checked against all of them when the test ends.
+final class SentSecrets: Sendable {
+    private let secrets = Mutex<Set<String>>([])
 
-    static func record(in body: String) {
+    func record(body: String) {
         let pattern = /"(?:api_key|organization_key)"\s*:\s*"([^"]{6,})"/
         let found = body.matches(of: pattern).map { String($0.output.1) }
         secrets.withLock { $0.formUnion(found) }
     }
 
-    static var all: Set<String> { secrets.withLock { $0 } }
+    func record(_ secret: String) {
+        secrets.withLock { _ = $0.insert(secret) }
+    }
+
+    var all: Set<String> { secrets.withLock { $0 } }
 }
 
 /// For tests that never reach the provider: every model list says OpenAI is out of reach.
@@ -64,11 +69,17 @@ struct NoOpenAI: ModelLister {
     }
 }
 
-/// A server on a real in-memory SQLite store with one registered application, driven without a socket.
-/// Hummingbird's router test client sends `Host: localhost`, so the server is bound to port 80 by default.
+/// A server on the real store (a file in WAL mode with `synchronous=FULL`, read through the pool, in a
+/// temporary directory) with one registered application, its router driven without a socket so that a
+/// test can put in its own verifier, limiter or clock. `ClientTests` drive the whole assembly `serve`
+/// runs, over a real port. Hummingbird's router test client sends `Host: localhost`, so the access
+/// policy here is bound to port 80 by default.
 struct TestServer {
     let store: SQLiteKeyStore
-    let logs = LogCapture()
+    private let directory: TemporaryStoreDirectory
+    /// Every logger of the server writes here, the verifier's included when it is given this capture's.
+    let logs: LogCapture
+    let sent = SentSecrets()
     let applicationID: String
     let access: AccessPolicy
     let limiter: FailedAttemptLimiter
@@ -79,10 +90,14 @@ struct TestServer {
 
     init(
         access: AccessPolicy = AccessPolicy(boundHost: "127.0.0.1", port: 80), limiter: FailedAttemptLimiter = FailedAttemptLimiter(),
-        verifier: (any KeyVerifier)? = nil, recentlyValid: RecentlyValidApplications = RecentlyValidApplications()
+        verifier: (any KeyVerifier)? = nil, recentlyValid: RecentlyValidApplications = RecentlyValidApplications(),
+        logs: LogCapture = LogCapture()
     ) async throws {
-        store = try SQLiteKeyStore.inMemory()
+        self.logs = logs
+        directory = try TemporaryStoreDirectory()
+        store = try SQLiteKeyStore(path: directory.path + "/store.sqlite", masterKey: .generate())
         applicationID = try await store.registerApplication(named: "tests")
+        sent.record(applicationID)
         self.access = access
         self.limiter = limiter
         self.recentlyValid = recentlyValid
@@ -104,11 +119,14 @@ struct TestServer {
             logger: logger)
         let app = Application(router: router, logger: logger)
         try await app.test(.router) { client in
-            try await test(APIClient(raw: client, applicationID: applicationID))
+            try await test(APIClient(raw: client, applicationID: applicationID, sent: sent))
         }
+        // Never an empty search: the application id at least was sent.
+        let secrets = sent.all
+        #expect(secrets.contains(applicationID))
         let log = logs.text
-        for secret in SentSecrets.all {
-            #expect(!log.contains(secret), "a key reached the log")
+        for secret in secrets {
+            #expect(!log.contains(secret), "a key or an application id reached the log")
         }
     }
 }
@@ -127,6 +145,7 @@ struct Answer {
 struct APIClient: Sendable {
     let raw: any TestClientProtocol
     let applicationID: String
+    let sent: SentSecrets
 
     func post(
         _ operation: String, _ body: String, contentType: String? = "application/json",
@@ -135,12 +154,15 @@ struct APIClient: Sendable {
         var headers = extra
         if let contentType { headers[.contentType] = contentType }
         if !anonymous { headers[ApplicationAuthMiddleware.header] = applicationID ?? self.applicationID }
-        SentSecrets.record(in: body)
         return try await send("/external_provider/api_key/\(operation)", method: .post, headers: headers, body: ByteBuffer(string: body))
     }
 
     func send(_ uri: String, method: HTTPRequest.Method, headers: HTTPFields = [:], body: ByteBuffer? = nil) async throws -> Answer {
-        try await raw.execute(uri: uri, method: method, headers: headers, body: body) { response in
+        if let body { sent.record(body: String(buffer: body)) }
+        for name in [ApplicationAuthMiddleware.header, .authorization] {
+            for value in headers[values: name] where value.utf8.count >= 6 { sent.record(value.replacingOccurrences(of: "Bearer ", with: "")) }
+        }
+        return try await raw.execute(uri: uri, method: method, headers: headers, body: body) { response in
             Answer(status: response.status, headers: response.headers, body: String(buffer: response.body))
         }
     }
@@ -150,5 +172,19 @@ extension KeyStore {
     /// An operation through the one write path every store serves, with verification off.
     func perform(_ operation: KeyOperation, for user: UserID) async throws -> UserAccount {
         try await KeyService(store: self, verifier: nil).perform(operation, for: user, origin: .commandLine)
+    }
+}
+
+/// A directory for one test server's store, removed when the last copy of the server is gone.
+final class TemporaryStoreDirectory: Sendable {
+    let path: String
+
+    init() throws {
+        path = FileManager.default.temporaryDirectory.appendingPathComponent("ep-http-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: false, attributes: [.posixPermissions: 0o700])
+    }
+
+    deinit {
+        try? FileManager.default.removeItem(atPath: path)
     }
 }

@@ -15,15 +15,17 @@ struct VerificationOverHTTPTests {
     static let invalidMessage = "Invalid Authentication, Incorrect API key provided or organization: "
 
     /// Runs `test` against a server whose verifier asks `baseURL` (the stand-in unless given), with a
-    /// short timeout so the slow path is quick.
+    /// timeout of 1.5 s: room for a loaded machine, and still short of the slow answer (3 s).
     func withVerifyingServer(
         baseURL: String? = nil, _ test: @Sendable (APIClient, TestServer, StandInOpenAI) async throws -> Void
     ) async throws {
         let openAI = StandInOpenAI()
         try await openAI.run { standInURL in
-            let client = OpenAIKeyVerifier.makeClient(timeout: .milliseconds(700))
-            let verifier = OpenAIKeyVerifier(client: client, baseURL: baseURL ?? standInURL, timeout: .milliseconds(700), logger: Logger(label: "verifier"))
-            let server = try await TestServer(verifier: verifier)
+            let client = OpenAIKeyVerifier.makeClient(timeout: .milliseconds(1500))
+            // The verifier logs into the server's capture, so its lines are searched for keys too.
+            let logs = LogCapture()
+            let verifier = OpenAIKeyVerifier(client: client, baseURL: baseURL ?? standInURL, timeout: .milliseconds(1500), logger: logs.logger())
+            let server = try await TestServer(verifier: verifier, logs: logs)
             do {
                 try await server.run { api in try await test(api, server, openAI) }
                 try await client.shutdown()

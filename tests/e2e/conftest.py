@@ -2,6 +2,7 @@
 
 import base64
 import os
+import re
 import shutil
 import signal
 import socket
@@ -82,10 +83,11 @@ class Server:
             self.store_args = ["--database-url", database_url, "--master-key-file", str(key_file)]
             extra_args = [*self.store_args, *extra_args]
         self.preexec_fn = preexec_fn
-        self.port = free_port()
+        # The first start binds port 0 and reads the port the system chose from the `serving` line; a
+        # restart asks for the same port again, so clients keep their address.
+        self.port = None
         self.extra_args = list(extra_args)
-        self.base_url = f"http://127.0.0.1:{self.port}"
-        self.log_path = LOG_DIR / f"server-{self.port}.log"
+        self.log_path = LOG_DIR / f"server-{os.urandom(6).hex()}.log"
         self.process = None
 
     def start(self):
@@ -93,6 +95,8 @@ class Server:
         if self.database_url and not (self.data_dir / "application-id").exists():
             made = self.cli("apps", "create", "default", "--scope", "keys", "--scope", "relay")
             (self.data_dir / "application-id").write_text(made.stdout)
+        if (self.data_dir / "application-id").exists():
+            _ = self.application_id  # recorded, so the log scan looks for it whether or not a test uses it
         return self
 
     def cli(self, *arguments, check=True):
@@ -105,8 +109,8 @@ class Server:
         self.log_start = self.log_path.stat().st_size if self.log_path.exists() else 0
         self.log = open(self.log_path, "ab")
         self.process = subprocess.Popen(
-            [*self.wrapper, str(BINARY), "serve", "--port", str(self.port), "--data-dir", str(self.data_dir), "--log-level", "trace",
-             "--openai-base-url", OPENAI.base_url, "--verify-timeout", "1", *self.extra_args],
+            [*self.wrapper, str(BINARY), "serve", "--port", str(self.port or 0), "--data-dir", str(self.data_dir), "--log-level", "trace",
+             "--openai-base-url", OPENAI.base_url, "--verify-timeout", "2", *self.extra_args],
             stdout=self.log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
@@ -115,11 +119,22 @@ class Server:
         )
         return self
 
+    @property
+    def base_url(self):
+        return f"http://127.0.0.1:{self.port}"
+
     def wait_until_healthy(self):
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"server exited with {self.process.returncode}:\n{self.log_text()}")
+            if self.port is None:
+                serving = [SERVING_PORT.search(line) for line in self.log_since_launch().splitlines() if "serving" in line]
+                found = [match for match in serving if match]
+                if not found:
+                    time.sleep(0.02)
+                    continue
+                self.port = int(found[0][1])
             try:
                 with urllib.request.urlopen(self.base_url + "/health", timeout=1) as response:
                     if response.read() == b"ok":
@@ -167,6 +182,11 @@ class Server:
         return ExternalProviderApi(ApiClient(configuration))
 
 
+# The port in the `serving` line, as text (`port=39300`) or JSON (`"port":"39300"`).
+SERVING_PORT = re.compile(r'"?\bport"?\s*[=:]\s*"?(\d+)')
+KEY_SHAPE = re.compile(r"sk-[A-Za-z0-9_-]{6,}")
+
+
 @pytest.fixture(scope="session", autouse=True)
 def no_key_in_any_log():
     """Every key any test sent must be absent from every server log of the session, at trace level."""
@@ -177,7 +197,11 @@ def no_key_in_any_log():
     logs = {path.name: path.read_text(errors="replace") for path in LOG_DIR.glob("*.log")}
     assert logs, "no server logs were captured"
     assert any("trace" in text for text in logs.values()), "the servers did not log at trace level"
+    assert SENT_SECRETS, "nothing was recorded to search the logs for"
     leaks = [(name, secret) for name, text in logs.items() for secret in SENT_SECRETS if secret in text]
+    # Keys no test recorded (raw requests, the fuzzer's, the crash test's) are caught by their shape: any
+    # `sk-` followed by key characters. A masked key (`sk-...Wxyz`) does not have it.
+    leaks += [(name, match) for name, text in logs.items() for match in KEY_SHAPE.findall(text)]
     shutil.rmtree(LOG_DIR, ignore_errors=True)
     assert not leaks, f"keys found in logs: {[name for name, _ in leaks]}"
 

@@ -1,5 +1,5 @@
 """A stand-in for OpenAI's GET /v1/models on loopback, answering as OpenAI does. A test fixture, not part
-of the product. The key picks the answer: `invalid` -> 401 invalid_api_key, `slow` -> no answer for 3 s,
+of the product. The key picks the answer: `invalid` -> 401 invalid_api_key, `slow` -> no answer for 4 s (servers check with a 2 s timeout),
 `error500` -> 500, `ratelimit` -> 429, `redirect` -> 302 (and so does the relayed path `/v1/redirected`), to `/elsewhere`, which records what reaches it; any other key is valid, unless the organization
 is `org-wrong` (401 mismatched_organization). It records the credentials each request carried.
 
@@ -51,7 +51,7 @@ class StandInOpenAI:
                     standin.requests.append((authorization, organization))
                 key = (authorization or "").removeprefix("Bearer ")
                 if "slow" in key:
-                    time.sleep(3)
+                    time.sleep(4)
                 if "invalid" in key or not key:
                     return self.error(401, "invalid_api_key", f"Incorrect API key provided: {key[:3]}***{key[-4:]}.")
                 if "error500" in key:

@@ -60,7 +60,15 @@ def test_every_acknowledged_write_survives_sigkill(workdir):
                        for w in range(WRITERS)]
             for thread in writers:
                 thread.start()
-            time.sleep(rng.uniform(0.05, 0.4))
+            # The kill comes at a random moment after the round's first acknowledgement, so that every
+            # round has writes to check however slowly the server started.
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                with lock:
+                    if len(acknowledged) > len(before):
+                        break
+                time.sleep(0.005)
+            time.sleep(rng.uniform(0, 0.35))
             server.process.send_signal(signal.SIGKILL)
             server.process.wait(timeout=10)
             for thread in writers:

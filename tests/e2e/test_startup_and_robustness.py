@@ -22,8 +22,10 @@ def test_a_busy_port_exits_non_zero_with_one_line(server, workdir):
 
 
 def test_environment_variables_configure_serve(workdir):
-    from conftest import Server
+    from conftest import Server, free_port
     probe = Server(workdir / "env-data")
+    # The port is what the variable sets, so this test picks one rather than binding port 0.
+    probe.port = free_port()
     env = {"EXTERNAL_PROVIDER_PORT": str(probe.port), "EXTERNAL_PROVIDER_DATA_DIR": str(probe.data_dir), "PATH": "/usr/bin:/bin"}
     process = subprocess.Popen([str(BINARY), "serve"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
