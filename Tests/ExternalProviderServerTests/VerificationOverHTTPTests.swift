@@ -6,6 +6,7 @@ import HummingbirdTesting
 import Logging
 import NIOCore
 import NIOPosix
+import Synchronization
 import Testing
 
 @testable import ExternalProviderServer
@@ -188,5 +189,43 @@ struct OpenAIAnswerTests {
         #expect(OpenAIKeyVerifier.outcome(status: .forbidden, body: nil) == .rejected(code: "unknown"))
         #expect(OpenAIKeyVerifier.outcome(status: .notFound, body: nil) == .unavailable(reason: "OpenAI answered an unexpected 404"))
         #expect(OpenAIKeyVerifier.outcome(status: .serviceUnavailable, body: nil) == .unavailable(reason: "OpenAI answered 503"))
+    }
+}
+
+/// Accepts every key, but while each check runs another write replaces the user's key, as a second
+/// client racing this one would.
+final class MeddlingVerifier: KeyVerifier {
+    let store = Mutex<(any KeyStore)?>(nil)
+    let checks = Mutex(0)
+
+    func verify(_ credentials: ProviderCredentials) async -> VerificationOutcome {
+        let check = checks.withLock { $0 += 1; return $0 }
+        if let store = store.withLock({ $0 }) {
+            let patch = try! KeyPatch(provider: .openAI, apiKey: "sk-meddled-\(check)-0000000000", apiKeyName: nil, organizationKey: nil)
+            _ = try? await store.perform(.update(patch), for: UserID(trusted: "auth0|raced"))
+        }
+        return .accepted
+    }
+}
+
+@Suite("The check-then-write retry, over HTTP")
+struct RetryOverHTTPTests {
+    @Test("a new organization checked with a stored key that is replaced during every check gets 409 after three checks; nothing of it is stored")
+    func changedDuringEveryCheck() async throws {
+        let verifier = MeddlingVerifier()
+        let server = try await TestServer(verifier: verifier)
+        _ = try await server.store.perform(
+            .create(try NewKey(provider: .openAI, apiKey: "sk-first-raced-000000000", apiKeyName: nil, organizationKey: nil)),
+            for: UserID(trusted: "auth0|raced"))
+        verifier.store.withLock { $0 = server.store }
+        try await server.run { client in
+            // The check is of (stored key, new organization): each time, the stored key is another by the end.
+            let answer = try await client.post("update", #"{"user":"auth0|raced","open_AI":{"organization_key":"org-new"}}"#)
+            #expect(answer.status == .conflict)
+            #expect(answer.body.contains("changed while it was being checked"))
+        }
+        #expect(verifier.checks.withLock { $0 } == KeyService.verificationAttempts)
+        let stored = try await server.store.account(for: UserID(trusted: "auth0|raced"))?.keys[.openAI]
+        #expect(stored == ProviderKey(apiKey: "sk-meddled-3-0000000000", apiKeyName: nil, organizationKey: nil))
     }
 }
