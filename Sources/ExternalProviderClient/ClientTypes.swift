@@ -131,10 +131,24 @@ public enum ExternalProviderClientError: Error, Sendable, Equatable, CustomStrin
     /// The sentence, as `message` says it.
     public var description: String { message }
 
-    /// A status the spec does not declare for the operation (503 from an unavailable store among them).
-    static func undocumented(_ status: Int, _ payload: UndocumentedPayload) async -> ExternalProviderClientError {
-        let text = await Self.text(payload.body)
-        return status == 503 ? .serviceUnavailable(text) : .unexpectedStatus(status, text)
+    /// The case for an answer with `status`, carrying the server's `sentence`.
+    init(status: Int, sentence: String) {
+        self =
+            switch status {
+            case 400: .badRequest(sentence)
+            case 401: .unauthorized(sentence)
+            case 403: .forbidden(sentence)
+            case 404: .notFound(sentence)
+            case 409: .conflict(sentence)
+            case 413: .contentTooLarge(sentence)
+            case 415: .unsupportedMediaType(sentence)
+            case 429: .tooManyRequests(sentence)
+            case 500: .internalServerError(sentence)
+            case 502: .badGateway(sentence)
+            case 503: .serviceUnavailable(sentence)
+            case 504: .gatewayTimeout(sentence)
+            default: .unexpectedStatus(status, sentence)
+            }
     }
 
     /// A text/plain body, as far as 64 KiB of it; a missing or unreadable one is an empty sentence.
@@ -143,29 +157,6 @@ public enum ExternalProviderClientError: Error, Sendable, Equatable, CustomStrin
         return (try? await String(collecting: body, upTo: 64 * 1024)) ?? ""
     }
 }
-
-/// The documented error answers, all text/plain.
-protocol PlainTextAnswer {
-    var plainText: HTTPBody { get throws }
-}
-
-extension PlainTextAnswer {
-    var text: String {
-        get async { await ExternalProviderClientError.text(try? plainText) }
-    }
-}
-
-extension Components.Responses.BadRequest: PlainTextAnswer { var plainText: HTTPBody { get throws { try body.textPlainCharsetUtf8 } } }
-extension Components.Responses.Unauthorized: PlainTextAnswer { var plainText: HTTPBody { get throws { try body.textPlainCharsetUtf8 } } }
-extension Components.Responses.Forbidden: PlainTextAnswer { var plainText: HTTPBody { get throws { try body.textPlainCharsetUtf8 } } }
-extension Components.Responses.NotFound: PlainTextAnswer { var plainText: HTTPBody { get throws { try body.textPlainCharsetUtf8 } } }
-extension Components.Responses.Conflict: PlainTextAnswer { var plainText: HTTPBody { get throws { try body.textPlainCharsetUtf8 } } }
-extension Components.Responses.ContentTooLarge: PlainTextAnswer { var plainText: HTTPBody { get throws { try body.textPlainCharsetUtf8 } } }
-extension Components.Responses.UnsupportedMediaType: PlainTextAnswer { var plainText: HTTPBody { get throws { try body.textPlainCharsetUtf8 } } }
-extension Components.Responses.TooManyRequests: PlainTextAnswer { var plainText: HTTPBody { get throws { try body.textPlainCharsetUtf8 } } }
-extension Components.Responses.InternalServerError: PlainTextAnswer { var plainText: HTTPBody { get throws { try body.textPlainCharsetUtf8 } } }
-extension Components.Responses.BadGateway: PlainTextAnswer { var plainText: HTTPBody { get throws { try body.textPlainCharsetUtf8 } } }
-extension Components.Responses.GatewayTimeout: PlainTextAnswer { var plainText: HTTPBody { get throws { try body.textPlainCharsetUtf8 } } }
 
 /// What an update does to an optional field: `.keep` it, `.clear` it, or `.set(_:)` a new value.
 public typealias FieldEdit = ExternalProviderCore.FieldEdit

@@ -44,7 +44,7 @@ public struct ExternalProviderClient: Sendable {
     init(serverURL: URL, applicationID: String, transport: any ClientTransport) {
         client = Client(
             serverURL: serverURL, configuration: .init(), transport: transport,
-            middlewares: [ApplicationIDMiddleware(applicationID: applicationID)])
+            middlewares: [ApplicationIDMiddleware(applicationID: applicationID), RefusalMiddleware()])
     }
 
     /// Stores the user's first OpenAI key. The server checks it with OpenAI first, unless its
@@ -55,18 +55,7 @@ public struct ExternalProviderClient: Sendable {
         let output = try await call { try await client.externalProviderApiKeyCreate(body: .json(body)) }
         switch output {
         case .ok(let ok): return try await StoredKeys(decoded { try ok.body.json.metadata })
-        case .badRequest(let answer): throw .badRequest(await answer.text)
-        case .unauthorized(let answer): throw .unauthorized(await answer.text)
-        case .forbidden(let answer): throw .forbidden(await answer.text)
-        case .notFound(let answer): throw .notFound(await answer.text)
-        case .conflict(let answer): throw .conflict(await answer.text)
-        case .contentTooLarge(let answer): throw .contentTooLarge(await answer.text)
-        case .unsupportedMediaType(let answer): throw .unsupportedMediaType(await answer.text)
-        case .tooManyRequests(let answer): throw .tooManyRequests(await answer.text)
-        case .internalServerError(let answer): throw .internalServerError(await answer.text)
-        case .badGateway(let answer): throw .badGateway(await answer.text)
-        case .gatewayTimeout(let answer): throw .gatewayTimeout(await answer.text)
-        case .undocumented(let status, let payload): throw await .undocumented(status, payload)
+        default: throw .invalidResponse("the server answered with a status it does not document")
         }
     }
 
@@ -81,18 +70,7 @@ public struct ExternalProviderClient: Sendable {
         let output = try await call { try await client.externalProviderApiKeyUpdate(body: .json(body)) }
         switch output {
         case .ok(let ok): return try await StoredKeys(decoded { try ok.body.json.metadata })
-        case .badRequest(let answer): throw .badRequest(await answer.text)
-        case .unauthorized(let answer): throw .unauthorized(await answer.text)
-        case .forbidden(let answer): throw .forbidden(await answer.text)
-        case .notFound(let answer): throw .notFound(await answer.text)
-        case .conflict(let answer): throw .conflict(await answer.text)
-        case .contentTooLarge(let answer): throw .contentTooLarge(await answer.text)
-        case .unsupportedMediaType(let answer): throw .unsupportedMediaType(await answer.text)
-        case .tooManyRequests(let answer): throw .tooManyRequests(await answer.text)
-        case .internalServerError(let answer): throw .internalServerError(await answer.text)
-        case .badGateway(let answer): throw .badGateway(await answer.text)
-        case .gatewayTimeout(let answer): throw .gatewayTimeout(await answer.text)
-        case .undocumented(let status, let payload): throw await .undocumented(status, payload)
+        default: throw .invalidResponse("the server answered with a status it does not document")
         }
     }
 
@@ -102,15 +80,7 @@ public struct ExternalProviderClient: Sendable {
         let output = try await call { try await client.externalProviderApiKeyDelete(body: .json(.init(user: user, openAI: true))) }
         switch output {
         case .ok(let ok): return try await StoredKeys(decoded { try ok.body.json.metadata })
-        case .badRequest(let answer): throw .badRequest(await answer.text)
-        case .unauthorized(let answer): throw .unauthorized(await answer.text)
-        case .forbidden(let answer): throw .forbidden(await answer.text)
-        case .notFound(let answer): throw .notFound(await answer.text)
-        case .contentTooLarge(let answer): throw .contentTooLarge(await answer.text)
-        case .unsupportedMediaType(let answer): throw .unsupportedMediaType(await answer.text)
-        case .tooManyRequests(let answer): throw .tooManyRequests(await answer.text)
-        case .internalServerError(let answer): throw .internalServerError(await answer.text)
-        case .undocumented(let status, let payload): throw await .undocumented(status, payload)
+        default: throw .invalidResponse("the server answered with a status it does not document")
         }
     }
 
@@ -122,16 +92,7 @@ public struct ExternalProviderClient: Sendable {
         case .ok(let ok):
             let listed = try await decoded { try ok.body.json.models.iterable }
             return listed.map { Model(id: $0.unique ?? $0.name, name: $0.name, created: $0.created.value) }
-        case .badRequest(let answer): throw .badRequest(await answer.text)
-        case .unauthorized(let answer): throw .unauthorized(await answer.text)
-        case .forbidden(let answer): throw .forbidden(await answer.text)
-        case .contentTooLarge(let answer): throw .contentTooLarge(await answer.text)
-        case .unsupportedMediaType(let answer): throw .unsupportedMediaType(await answer.text)
-        case .tooManyRequests(let answer): throw .tooManyRequests(await answer.text)
-        case .internalServerError(let answer): throw .internalServerError(await answer.text)
-        case .badGateway(let answer): throw .badGateway(await answer.text)
-        case .gatewayTimeout(let answer): throw .gatewayTimeout(await answer.text)
-        case .undocumented(let status, let payload): throw await .undocumented(status, payload)
+        default: throw .invalidResponse("the server answered with a status it does not document")
         }
     }
 
@@ -160,6 +121,7 @@ public struct ExternalProviderClient: Sendable {
         do {
             return try await body()
         } catch let error as ClientError {
+            if let refusal = error.underlyingError as? ExternalProviderClientError { throw refusal }
             // The runtime's own description holds the request, the application id header among them:
             // only what it wraps is said.
             if error.underlyingError is DecodingError { throw .invalidResponse("the server's answer could not be read: \(error.underlyingError)") }
@@ -181,6 +143,21 @@ struct ApplicationIDMiddleware: ClientMiddleware {
         var request = request
         request.headerFields[HTTPField.Name("X-Application-ID")!] = applicationID
         return try await next(request, body, baseURL)
+    }
+}
+
+/// Every answer that is not a success becomes its `ExternalProviderClientError`, by status, in one
+/// place, with the server's sentence; the generated per-operation cases for them are never reached.
+struct RefusalMiddleware: ClientMiddleware {
+    func intercept(
+        _ request: HTTPRequest, body: HTTPBody?, baseURL: URL, operationID: String,
+        next: (HTTPRequest, HTTPBody?, URL) async throws -> (HTTPResponse, HTTPBody?)
+    ) async throws -> (HTTPResponse, HTTPBody?) {
+        let (response, answer) = try await next(request, body, baseURL)
+        guard response.status.kind == .successful else {
+            throw ExternalProviderClientError(status: response.status.code, sentence: await ExternalProviderClientError.text(answer))
+        }
+        return (response, answer)
     }
 }
 

@@ -142,6 +142,13 @@ struct ClientTests {
         }
     }
 
+    @Test("each status maps to its own case and back")
+    func statusRoundTrip() {
+        for status in [400, 401, 403, 404, 409, 413, 415, 429, 500, 502, 503, 504, 418] {
+            #expect(ExternalProviderClientError(status: status, sentence: "s").status == status)
+        }
+    }
+
     @Test("the application id comes from a data dir's file, its first line trimmed")
     func applicationIDFile() throws {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("ep-id-\(UUID().uuidString)")
