@@ -93,15 +93,7 @@ public struct PostgresKeyStore: KeyStore {
     public func account(for user: UserID) async throws -> UserAccount? {
         try await PostgresAvailability.classifying { [self] in
             try await client.withConnection { connection in
-                try await load(
-                    user,
-                    rows: connection.query(
-                        """
-                        SELECT NULL::bytea, a.version, a.global_id, k.provider, k.api_key, k.api_key_name, k.organization_key
-                        FROM user_account a LEFT JOIN provider_key k ON k.user_id = a.user_id WHERE a.user_id = \(user.rawValue)
-                        """, logger: logger),
-                    claiming: false
-                ).account
+                try await load(user, rows: connection.execute(ReadAccount(user: user.rawValue), logger: logger), claiming: false).account
             }
         }
     }
@@ -137,25 +129,15 @@ public struct PostgresKeyStore: KeyStore {
         // With the account, the master key the database records: another instance may have rotated it
         // since this one started, and a value is never sealed under a key the database no longer records.
         let (loaded, version) = try await load(
-            user,
-            rows: connection.query(
-                """
-                SELECT m.value, a.version, a.global_id, k.provider, k.api_key, k.api_key_name, k.organization_key
-                FROM store_meta m
-                LEFT JOIN user_account a ON a.user_id = \(user.rawValue)
-                LEFT JOIN provider_key k ON k.user_id = a.user_id
-                WHERE m.name = 'master_key_id'
-                """, logger: logger),
-            claiming: true)
+            user, rows: connection.execute(ReadAccountClaiming(user: user.rawValue), logger: logger), claiming: true)
         let change = try decide(loaded)
         let statements = try writes(change, replacing: loaded, version: version, now: Date())
         guard !statements.isEmpty else { return change.account }
         guard inTransaction || statements.count == 1 else { return nil }
         // The first statement carries the version check; the others belong to the same transaction.
-        let guarded = try await connection.query(statements[0], logger: logger).decode(Int.self).first { _ in true } != nil
-        guard guarded else { return nil }
+        guard try await statements[0].run(on: connection, logger: logger) else { return nil }
         for statement in statements.dropFirst() {
-            try await connection.query(statement, logger: logger)
+            _ = try await statement.run(on: connection, logger: logger)
         }
         return change.account
     }
@@ -163,14 +145,14 @@ public struct PostgresKeyStore: KeyStore {
     /// The account and its version from rows of (master key id, version, global id, provider, sealed key,
     /// name, sealed organization), one per key, or one with no key. When `claiming`, the first column must
     /// be this store's master key id.
-    private func load(_ user: UserID, rows: PostgresRowSequence, claiming: Bool) async throws -> (account: UserAccount?, version: Int64?) {
+    private func load(
+        _ user: UserID, rows: some AsyncSequence<AccountRow, any Error>, claiming: Bool
+    ) async throws -> (account: UserAccount?, version: Int64?) {
         var claimed = false
         var version: Int64?
         var globalID: UUID?
         var keys: [Provider: ProviderKey] = [:]
-        for try await (recorded, rowVersion, id, name, apiKey, apiKeyName, organizationKey) in rows.decode(
-            (Data?, Int64?, UUID?, String?, Data?, String?, Data?).self)
-        {
+        for try await (recorded, rowVersion, id, name, apiKey, apiKeyName, organizationKey) in rows {
             if claiming, let recorded {
                 guard recorded == masterKey.idBytes else { throw StoreFault.sealedUnderOtherKey(recorded: recorded, given: masterKey) }
                 claimed = true
@@ -189,16 +171,24 @@ public struct PostgresKeyStore: KeyStore {
     /// or makes the account, only if it is still at `version` (`nil`: there is none), and returns a row
     /// only then. Rows whose (key, organization) pair is new get the change's health; `verified_at` is when
     /// the provider accepted that pair.
-    func writes(_ change: AccountChange, replacing old: UserAccount?, version: Int64?, now: Date) throws -> [PostgresQuery] {
+    func writes(_ change: AccountChange, replacing old: UserAccount?, version: Int64?, now: Date) throws -> [KeyWrite] {
         let new = change.account
         let user = new.user.rawValue
         let health = KeyHealthColumns(change.healthOfNewCredentials)
         let verifiedAt: Date? = if case .valid(let at) = change.healthOfNewCredentials { at } else { nil }
-        var statements: [PostgresQuery] = []
+        var statements: [KeyWrite] = []
         for provider in Provider.allCases {
             let before = old?.keys[provider]
             let after = new.keys[provider]
             guard before != after else { continue }
+            if statements.isEmpty, let audit = change.audit,
+                let prepared = try preparedWrite(
+                    of: provider, from: before, to: after, user: user, globalID: new.globalID, version: version, audit: audit, health: health,
+                    verifiedAt: verifiedAt, now: now)
+            {
+                statements.append(prepared)
+                continue
+            }
             var write = GuardedWrite()
             let (userID, providerName) = (write.bind(user), write.bind(provider.rawValue))
             switch (before, after) {
@@ -231,19 +221,80 @@ public struct PostgresKeyStore: KeyStore {
             case (nil, nil):
                 continue
             }
-            statements.append(
+            statements.append(.query(
                 statements.isEmpty
                     ? write.guarded(user: userID, globalID: new.globalID, now: now, version: version, audit: change.audit)
-                    : write.unguarded(user: userID))
+                    : write.unguarded(user: userID)))
         }
         if statements.isEmpty && old == nil {
             // A new account with no key yet.
             var write = GuardedWrite()
             let userID = write.bind(user)
             write.body = "SELECT 1 FROM account"
-            statements.append(write.guarded(user: userID, globalID: new.globalID, now: now, version: nil, audit: change.audit))
+            statements.append(.query(write.guarded(user: userID, globalID: new.globalID, now: now, version: nil, audit: change.audit)))
         }
         return statements
+    }
+
+    /// The change of one key as one of the prepared `GuardedKeyWrite`s, with its parameters in their order.
+    private func preparedWrite(
+        of provider: Provider, from before: ProviderKey?, to after: ProviderKey?, user: String, globalID: UUID, version: Int64?,
+        audit: AuditEntry, health: KeyHealthColumns, verifiedAt: Date?, now: Date
+    ) throws -> KeyWrite? {
+        var bindings = PostgresBindings(capacity: 19)
+        bindings.append(user)
+        bindings.append(globalID)
+        bindings.append(now)
+        bindings.append(version)
+        bindings.append(provider.rawValue)
+        bindings.append(audit.at)
+        bindings.append(audit.action.rawValue)
+        bindings.append(audit.user?.rawValue)
+        bindings.append(AuditField.stored(audit.fields))
+        bindings.append(audit.application)
+        bindings.append(audit.requestID)
+        bindings.append(audit.verification)
+        let shape: GuardedKeyWrite
+        switch (before, after) {
+        case (nil, let key?):
+            shape = .insert
+            try append(key, sealedFor: user, provider: provider, to: &bindings)
+        case (let previous?, let key?):
+            shape = .update(newPair: !previous.hasSameCredentials(as: key))
+            try append(key, sealedFor: user, provider: provider, to: &bindings)
+        case (_?, nil):
+            shape = .delete
+        case (nil, nil):
+            return nil
+        }
+        if shape == .insert || shape == .update(newPair: true) {
+            bindings.append(verifiedAt)
+            bindings.append(health.word)
+            bindings.append(health.checkedAt)
+            bindings.append(health.code)
+        }
+        return .prepared(shape, bindings)
+    }
+
+    private func append(_ key: ProviderKey, sealedFor user: String, provider: Provider, to bindings: inout PostgresBindings) throws {
+        let sealed = try codec.seal(key, user: user, provider: provider.rawValue)
+        try bindings.append(sealed.apiKey)
+        bindings.append(key.apiKeyName)
+        try bindings.append(sealed.organizationKey)
+    }
+}
+
+/// One statement of a write: a prepared one for the common changes, or one built for the rest.
+enum KeyWrite {
+    case prepared(GuardedKeyWrite, PostgresBindings)
+    case query(PostgresQuery)
+
+    /// Runs it; returns whether it returned a row (for the first statement: whether the write landed).
+    func run(on connection: PostgresConnection, logger: Logger) async throws -> Bool {
+        switch self {
+        case .prepared(let write, let bindings): try await write.run(bindings, on: connection, logger: logger)
+        case .query(let query): try await connection.query(query, logger: logger).decode(Int.self).first { _ in true } != nil
+        }
     }
 }
 

@@ -38,12 +38,16 @@ struct OperatingTests {
         }
     }
 
-    @Test("/ready answers 503 within about a second when the store does not answer")
+    @Test("/ready answers 503 after its one-second budget when the store does not answer")
     func notReady() async throws {
         let store = try SQLiteKeyStore.inMemory()
+        #expect(Readiness.budget == .seconds(1))
+        // The silent store would answer after 30 s: an answer long before that came from the budget. How
+        // long past one second it comes depends on the machine's load, so no tighter bound is asserted.
         let started = ContinuousClock.now
         #expect(await Readiness.storeAnswers(SilentStore(base: store)) == false)
-        #expect(ContinuousClock.now - started < .seconds(3))
+        let waited = ContinuousClock.now - started
+        #expect(waited >= .seconds(1) && waited < .seconds(15))
         #expect(await Readiness.storeAnswers(store))
         #expect(Problem.notReady.status == .serviceUnavailable)
     }
