@@ -7,7 +7,7 @@ import http.client
 import json
 import os
 import shutil
-import sqlite3
+import subprocess
 import time
 
 import pytest
@@ -110,13 +110,15 @@ def test_rotate_master_key_as_a_process(server, workdir):
 
 @sqlite_only
 def test_an_online_backup_restores_and_serves(server, workdir):
-    """SQLite's online backup (what `sqlite3 … ".backup copy.sqlite"` runs), taken while writes go on."""
+    """The README's own command, `sqlite3 external-provider.sqlite ".backup copy.sqlite"`, run while the
+    server runs and after writes through it; the copy restored and served."""
     api = server.api()
     create(api, "auth0|backed-up", api_key=KEY, api_key_name="before")
     copy = workdir / "restored"
     copy.mkdir(mode=0o700)
-    with sqlite3.connect(server.data_dir / "external-provider.sqlite") as source, sqlite3.connect(copy / "external-provider.sqlite") as target:
-        source.backup(target)
+    backup = subprocess.run(["sqlite3", "external-provider.sqlite", f".backup {copy / 'external-provider.sqlite'}"],
+                            cwd=server.data_dir, capture_output=True, text=True, timeout=30)
+    assert backup.returncode == 0, backup.stderr
     # The server refuses a store others may read: a restored copy gets the store's own mode.
     (copy / "external-provider.sqlite").chmod(0o600)
     update(api, "auth0|backed-up", {"api_key_name": "after the backup"})
