@@ -34,34 +34,25 @@ enum PostgresAuditTable {
         """,
     ]
 
-    /// An INSERT of `entry`, its values bound into `write`: one row for each row of `source` (a FROM
-    /// clause), or exactly one without it.
-    static func append(_ entry: AuditEntry, binding write: inout GuardedWrite, from source: String? = nil) -> String {
-        let values = [
-            write.bind(entry.at), write.bind(entry.action.rawValue), write.bind(entry.user?.rawValue), write.bind(AuditField.stored(entry.fields)),
-            write.bind(entry.application), write.bind(entry.requestID), write.bind(entry.verification),
-        ].joined(separator: ", ")
-        return "INSERT INTO audit_event (at, action, user_id, fields, application, request_id, verification) SELECT \(values)"
-            + (source.map { " FROM \($0)" } ?? "")
-    }
-
     /// Appends `entry` inside the caller's transaction, so it commits with the change it records or not at all.
     static func append(_ entry: AuditEntry, on connection: PostgresConnection, logger: Logger) async throws {
-        var write = GuardedWrite()
-        let sql = append(entry, binding: &write)
-        try await connection.query(PostgresQuery(unsafeSQL: sql, binds: write.binds), logger: logger)
+        try await connection.query(
+            """
+            INSERT INTO audit_event (at, action, user_id, fields, application, request_id, verification)
+            VALUES (\(entry.at), \(entry.action.rawValue), \(entry.user?.rawValue), \(AuditField.stored(entry.fields)), \(entry.application),
+                \(entry.requestID), \(entry.verification))
+            """, logger: logger)
     }
 
     static func entries(_ query: AuditQuery, on client: PostgresClient, logger: Logger) async throws -> [AuditEntry] {
-        var write = GuardedWrite()
-        var conditions: [String] = []
-        if let user = query.user { conditions.append("user_id = \(write.bind(user.rawValue))") }
-        if let since = query.since { conditions.append("at >= \(write.bind(since))") }
-        let filter = conditions.isEmpty ? "" : "WHERE " + conditions.joined(separator: " AND ")
+        // A missing filter is a NULL that matches every row.
         let rows = try await client.query(
-            PostgresQuery(
-                unsafeSQL: "SELECT at, action, user_id, fields, application, request_id, verification FROM audit_event \(filter) ORDER BY id",
-                binds: write.binds), logger: logger)
+            """
+            SELECT at, action, user_id, fields, application, request_id, verification FROM audit_event
+            WHERE (\(query.user?.rawValue)::text IS NULL OR user_id = \(query.user?.rawValue)::text)
+                AND (\(query.since)::timestamptz IS NULL OR at >= \(query.since)::timestamptz)
+            ORDER BY id
+            """, logger: logger)
         var entries: [AuditEntry] = []
         for try await (at, action, user, fields, application, requestID, verification) in rows.decode(
             (Date, String, String?, String, String?, String?, String?).self)

@@ -137,7 +137,8 @@ public struct PostgresKeyStore: KeyStore {
         // The first statement carries the version check; the others belong to the same transaction.
         guard try await statements[0].run(on: connection, logger: logger) else { return nil }
         for statement in statements.dropFirst() {
-            _ = try await statement.run(on: connection, logger: logger)
+            // The first statement holds the account's row until the commit, so no other write gets in.
+            guard try await statement.run(on: connection, logger: logger) else { throw StoreFault("a later statement of one write did not land") }
         }
         return change.account
     }
@@ -167,177 +168,88 @@ public struct PostgresKeyStore: KeyStore {
         return (globalID.map { UserAccount(user: user, globalID: $0, keys: keys) }, version)
     }
 
-    /// The statements that write what changed, none for a no-op. The first moves the account's version on,
-    /// or makes the account, only if it is still at `version` (`nil`: there is none), and returns a row
-    /// only then. Rows whose (key, organization) pair is new get the change's health; `verified_at` is when
-    /// the provider accepted that pair.
+    /// The statements that write what changed, none for a no-op: one per changed key (or one that only
+    /// makes a new account with no key), each one of the prepared `GuardedKeyWrite`s. Each moves the
+    /// account's version on, or makes the account, only if it is still where the statement before left
+    /// it (the first: at `version`, `nil` meaning there is none), and returns a row only then. The first
+    /// carries the change's audit entry. Rows whose (key, organization) pair is new get the change's
+    /// health; `verified_at` is when the provider accepted that pair.
     func writes(_ change: AccountChange, replacing old: UserAccount?, version: Int64?, now: Date) throws -> [KeyWrite] {
         let new = change.account
-        let user = new.user.rawValue
-        let health = KeyHealthColumns(change.healthOfNewCredentials)
-        let verifiedAt: Date? = if case .valid(let at) = change.healthOfNewCredentials { at } else { nil }
         var statements: [KeyWrite] = []
+        func write(_ shape: GuardedKeyWrite, of provider: Provider?) -> KeyWrite {
+            let expected = statements.isEmpty ? version : (version ?? 0) + Int64(statements.count)
+            var bindings = PostgresBindings(capacity: 19)
+            bindings.append(new.user.rawValue)
+            bindings.append(new.globalID)
+            bindings.append(now)
+            bindings.append(expected)
+            bindings.append(provider?.rawValue)
+            let audit = statements.isEmpty ? change.audit : nil
+            bindings.append(audit?.at)
+            bindings.append(audit?.action.rawValue)
+            bindings.append(audit?.user?.rawValue)
+            bindings.append(audit.map { AuditField.stored($0.fields) })
+            bindings.append(audit?.application)
+            bindings.append(audit?.requestID)
+            bindings.append(audit?.verification)
+            return KeyWrite(shape: shape, bindings: bindings)
+        }
         for provider in Provider.allCases {
             let before = old?.keys[provider]
             let after = new.keys[provider]
             guard before != after else { continue }
-            if statements.isEmpty, let audit = change.audit,
-                let prepared = try preparedWrite(
-                    of: provider, from: before, to: after, user: user, globalID: new.globalID, version: version, audit: audit, health: health,
-                    verifiedAt: verifiedAt, now: now)
-            {
-                statements.append(prepared)
-                continue
-            }
-            var write = GuardedWrite()
-            let (userID, providerName) = (write.bind(user), write.bind(provider.rawValue))
             switch (before, after) {
             case (nil, let key?):
-                let sealed = try codec.seal(key, user: user, provider: provider.rawValue)
-                let (apiKey, organization) = (try write.bind(sealed: sealed.apiKey), try write.bind(sealed: sealed.organizationKey))
-                write.body = """
-                    INSERT INTO provider_key (user_id, provider, api_key, api_key_name, organization_key, verified_at, created_at, updated_at,
-                        health, health_checked_at, health_code)
-                    SELECT user_id, \(providerName), \(apiKey), \(write.bind(key.apiKeyName)), \(organization),
-                        \(write.bind(verifiedAt)), \(write.bind(now)), \(write.bind(now)), \(write.bind(health.word)), \(write.bind(health.checkedAt)),
-                        \(write.bind(health.code))
-                    FROM account RETURNING 1
-                    """
-            case (let previous?, let changed?):
-                let sealed = try codec.seal(changed, user: user, provider: provider.rawValue)
-                let (apiKey, organization) = (try write.bind(sealed: sealed.apiKey), try write.bind(sealed: sealed.organizationKey))
+                var statement = write(.insert, of: provider)
+                try statement.append(key, sealedWith: codec, for: new.user, provider: provider)
+                statement.append(change.healthOfNewCredentials)
+                statements.append(statement)
+            case (let previous?, let key?):
                 // A new (key, organization) pair starts over with the health the change gives it.
-                let newPair = previous.hasSameCredentials(as: changed) ? "" : """
-                    , verified_at = \(write.bind(verifiedAt)), health = \(write.bind(health.word)),
-                    health_checked_at = \(write.bind(health.checkedAt)), health_code = \(write.bind(health.code))
-                    """
-                write.body = """
-                    UPDATE provider_key k SET api_key = \(apiKey), api_key_name = \(write.bind(changed.apiKeyName)),
-                        organization_key = \(organization), updated_at = \(write.bind(now))\(newPair)
-                    FROM account WHERE k.user_id = account.user_id AND k.provider = \(providerName) RETURNING 1
-                    """
+                let newPair = !previous.hasSameCredentials(as: key)
+                var statement = write(.update(newPair: newPair), of: provider)
+                try statement.append(key, sealedWith: codec, for: new.user, provider: provider)
+                if newPair { statement.append(change.healthOfNewCredentials) }
+                statements.append(statement)
             case (_?, nil):
-                write.body = "DELETE FROM provider_key k USING account WHERE k.user_id = account.user_id AND k.provider = \(providerName) RETURNING 1"
+                statements.append(write(.delete, of: provider))
             case (nil, nil):
                 continue
             }
-            statements.append(.query(
-                statements.isEmpty
-                    ? write.guarded(user: userID, globalID: new.globalID, now: now, version: version, audit: change.audit)
-                    : write.unguarded(user: userID)))
         }
         if statements.isEmpty && old == nil {
-            // A new account with no key yet.
-            var write = GuardedWrite()
-            let userID = write.bind(user)
-            write.body = "SELECT 1 FROM account"
-            statements.append(.query(write.guarded(user: userID, globalID: new.globalID, now: now, version: nil, audit: change.audit)))
+            statements.append(write(.accountOnly, of: nil))
         }
         return statements
     }
+}
 
-    /// The change of one key as one of the prepared `GuardedKeyWrite`s, with its parameters in their order.
-    private func preparedWrite(
-        of provider: Provider, from before: ProviderKey?, to after: ProviderKey?, user: String, globalID: UUID, version: Int64?,
-        audit: AuditEntry, health: KeyHealthColumns, verifiedAt: Date?, now: Date
-    ) throws -> KeyWrite? {
-        var bindings = PostgresBindings(capacity: 19)
-        bindings.append(user)
-        bindings.append(globalID)
-        bindings.append(now)
-        bindings.append(version)
-        bindings.append(provider.rawValue)
-        bindings.append(audit.at)
-        bindings.append(audit.action.rawValue)
-        bindings.append(audit.user?.rawValue)
-        bindings.append(AuditField.stored(audit.fields))
-        bindings.append(audit.application)
-        bindings.append(audit.requestID)
-        bindings.append(audit.verification)
-        let shape: GuardedKeyWrite
-        switch (before, after) {
-        case (nil, let key?):
-            shape = .insert
-            try append(key, sealedFor: user, provider: provider, to: &bindings)
-        case (let previous?, let key?):
-            shape = .update(newPair: !previous.hasSameCredentials(as: key))
-            try append(key, sealedFor: user, provider: provider, to: &bindings)
-        case (_?, nil):
-            shape = .delete
-        case (nil, nil):
-            return nil
-        }
-        if shape == .insert || shape == .update(newPair: true) {
-            bindings.append(verifiedAt)
-            bindings.append(health.word)
-            bindings.append(health.checkedAt)
-            bindings.append(health.code)
-        }
-        return .prepared(shape, bindings)
-    }
+/// One statement of a write, with its parameters in their order.
+struct KeyWrite {
+    let shape: GuardedKeyWrite
+    var bindings: PostgresBindings
 
-    private func append(_ key: ProviderKey, sealedFor user: String, provider: Provider, to bindings: inout PostgresBindings) throws {
-        let sealed = try codec.seal(key, user: user, provider: provider.rawValue)
+    /// $13–$15: the key sealed, its name, the organization sealed.
+    mutating func append(_ key: ProviderKey, sealedWith codec: SealedKeyCodec, for user: UserID, provider: Provider) throws {
+        let sealed = try codec.seal(key, user: user.rawValue, provider: provider.rawValue)
         try bindings.append(sealed.apiKey)
         bindings.append(key.apiKeyName)
         try bindings.append(sealed.organizationKey)
     }
-}
 
-/// One statement of a write: a prepared one for the common changes, or one built for the rest.
-enum KeyWrite {
-    case prepared(GuardedKeyWrite, PostgresBindings)
-    case query(PostgresQuery)
+    /// $16–$19: `verified_at` (when the provider accepted the pair) and the health columns.
+    mutating func append(_ health: KeyHealth) {
+        let columns = KeyHealthColumns(health)
+        let verifiedAt: Date? = if case .valid(let at) = health { at } else { nil }
+        bindings.append(verifiedAt)
+        bindings.append(columns.word)
+        bindings.append(columns.checkedAt)
+        bindings.append(columns.code)
+    }
 
-    /// Runs it; returns whether it returned a row (for the first statement: whether the write landed).
+    /// Runs it; returns whether it landed (the account was still where it was expected).
     func run(on connection: PostgresConnection, logger: Logger) async throws -> Bool {
-        switch self {
-        case .prepared(let write, let bindings): try await write.run(bindings, on: connection, logger: logger)
-        case .query(let query): try await connection.query(query, logger: logger).decode(Int.self).first { _ in true } != nil
-        }
-    }
-}
-
-/// One write of one key, after a common table expression `account` that names the user's row: guarded
-/// (made, or moved to the next version, only if still at the version read) or not.
-struct GuardedWrite {
-    var binds = PostgresBindings()
-    var body = ""
-
-    /// `$n` for a new bind of `value`.
-    mutating func bind(_ value: some PostgresDynamicTypeEncodable) -> String {
-        binds.append(value)
-        return "$\(binds.count)"
-    }
-
-    mutating func bind(_ value: (some PostgresDynamicTypeEncodable)?) -> String {
-        binds.append(value)
-        return "$\(binds.count)"
-    }
-
-    mutating func bind(sealed value: Data?) throws -> String {
-        try binds.append(value)
-        return "$\(binds.count)"
-    }
-
-    /// Inserts the account if there is none; moves its version on if it is still `version`. A concurrent
-    /// write that came first leaves `account` empty, so the body writes nothing and returns no row, and
-    /// `audit`, appended only for a row the body returned, is not appended either.
-    mutating func guarded(user: String, globalID: UUID, now: Date, version: Int64?, audit: AuditEntry?) -> PostgresQuery {
-        let (id, created, expected) = (bind(globalID), bind(now), bind(version))
-        let account = """
-            account AS (
-                INSERT INTO user_account (user_id, global_id, created_at) VALUES (\(user), \(id), \(created))
-                ON CONFLICT (user_id) DO UPDATE SET version = user_account.version + 1 WHERE user_account.version = \(expected)
-                RETURNING user_id)
-            """
-        guard let audit else { return PostgresQuery(unsafeSQL: "WITH \(account)\n\(body)", binds: binds) }
-        let append = PostgresAuditTable.append(audit, binding: &self, from: "(SELECT 1 FROM written LIMIT 1) AS w")
-        return PostgresQuery(unsafeSQL: "WITH \(account),\nwritten AS (\(body)),\naudited AS (\(append))\nSELECT 1 FROM written", binds: binds)
-    }
-
-    /// For the later statements of a transaction whose first was guarded.
-    func unguarded(user: String) -> PostgresQuery {
-        PostgresQuery(unsafeSQL: "WITH account AS (SELECT \(user)::text AS user_id)\n\(body)", binds: binds)
+        try await shape.run(bindings, on: connection, logger: logger)
     }
 }

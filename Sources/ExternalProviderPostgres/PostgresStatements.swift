@@ -4,7 +4,7 @@ import Foundation
 import Logging
 import PostgresNIO
 
-// The statements every request runs, as named prepared statements. PostgresNIO prepares each once per
+// Every statement an account read or write runs, as named prepared statements. PostgresNIO prepares each once per
 // connection and then only binds and executes it. The same statement sent as a one-off query made
 // PostgreSQL parse, analyze and plan it on every request: profiled under 16 writers, that was half of
 // PostgreSQL's CPU and a fifth of the machine's. Every parameter is cast, since a prepared statement's
@@ -14,7 +14,7 @@ import PostgresNIO
 /// A user's account with this store's master key id beside it: rows of (master key id, version, global
 /// id, provider, sealed key, name, sealed organization), one per key, or one with no key; none at all
 /// when the database records no master key.
-struct ReadAccountClaiming: PostgresPreparedStatement {
+struct ReadAccountClaiming: AccountRead {
     static let name = "ep_read_account_claiming"
     static let sql = """
         SELECT m.value, a.version, a.global_id, k.provider, k.api_key, k.api_key_name, k.organization_key
@@ -23,30 +23,27 @@ struct ReadAccountClaiming: PostgresPreparedStatement {
         LEFT JOIN provider_key k ON k.user_id = a.user_id
         WHERE m.name = 'master_key_id'
         """
-    typealias Row = AccountRow
-
     let user: String
-
-    func makeBindings() -> PostgresBindings {
-        var bindings = PostgresBindings()
-        bindings.append(user)
-        return bindings
-    }
-
-    func decodeRow(_ row: PostgresRow) throws -> AccountRow { try row.decode(AccountRow.self) }
 }
 
 /// The same without the master key: for reads, which never seal.
-struct ReadAccount: PostgresPreparedStatement {
+struct ReadAccount: AccountRead {
     static let name = "ep_read_account"
     static let sql = """
         SELECT NULL::bytea, a.version, a.global_id, k.provider, k.api_key, k.api_key_name, k.organization_key
         FROM user_account a LEFT JOIN provider_key k ON k.user_id = a.user_id WHERE a.user_id = $1::text
         """
-    typealias Row = AccountRow
-
     let user: String
+}
 
+typealias AccountRow = (Data?, Int64?, UUID?, String?, Data?, String?, Data?)
+
+/// The two account reads: one parameter, the user; rows of `AccountRow`.
+protocol AccountRead: PostgresPreparedStatement where Row == AccountRow {
+    var user: String { get }
+}
+
+extension AccountRead {
     func makeBindings() -> PostgresBindings {
         var bindings = PostgresBindings()
         bindings.append(user)
@@ -56,15 +53,15 @@ struct ReadAccount: PostgresPreparedStatement {
     func decodeRow(_ row: PostgresRow) throws -> AccountRow { try row.decode(AccountRow.self) }
 }
 
-typealias AccountRow = (Data?, Int64?, UUID?, String?, Data?, String?, Data?)
-
-/// The common writes, each one version-guarded statement with its audit entry. Their parameters:
-/// $1 user, $2 global id, $3 now, $4 the version read (`NULL`: no account), $5 provider; the audit
-/// entry's $6–$12; then the key's own from $13.
+/// Every write, each one version-guarded statement with the audit entry if it has one. Their
+/// parameters: $1 user, $2 global id, $3 now, $4 the version expected (`NULL`: no account), $5 provider;
+/// the audit entry's $6–$12 (all `NULL`: none); then the key's own from $13.
 enum GuardedKeyWrite: Equatable {
     case insert
     case update(newPair: Bool)
     case delete
+    /// A new account with no key yet ($5 is `NULL`).
+    case accountOnly
 
     private static let account = """
         WITH account AS (
@@ -75,7 +72,8 @@ enum GuardedKeyWrite: Equatable {
     private static let audited = """
         audited AS (
             INSERT INTO audit_event (at, action, user_id, fields, application, request_id, verification)
-            SELECT $6::timestamptz, $7::text, $8::text, $9::text, $10::text, $11::text, $12::text FROM (SELECT 1 FROM written LIMIT 1) AS w)
+            SELECT $6::timestamptz, $7::text, $8::text, $9::text, $10::text, $11::text, $12::text FROM (SELECT 1 FROM written LIMIT 1) AS w
+            WHERE $7::text IS NOT NULL)
         SELECT 1 FROM written
         """
     private static let newHealth = "verified_at = $16::timestamptz, health = $17::text, health_checked_at = $18::timestamptz, health_code = $19::text"
@@ -102,6 +100,9 @@ enum GuardedKeyWrite: Equatable {
     static let deleteSQL = account + """
         written AS (DELETE FROM provider_key k USING account WHERE k.user_id = account.user_id AND k.provider = $5::text RETURNING 1),
         """ + audited
+    static let accountOnlySQL = account + """
+        written AS (SELECT 1 FROM account WHERE $5::text IS NULL),
+        """ + audited
 
     /// Runs the write with its parameters; returns whether it landed (the account was still at `version`).
     func run(_ bindings: PostgresBindings, on connection: PostgresConnection, logger: Logger) async throws -> Bool {
@@ -110,6 +111,7 @@ enum GuardedKeyWrite: Equatable {
         case .update(newPair: false): try await Self.landed(GuardedStatement<UpdateShape>(bindings: bindings), on: connection, logger: logger)
         case .update(newPair: true): try await Self.landed(GuardedStatement<UpdateWithNewPairShape>(bindings: bindings), on: connection, logger: logger)
         case .delete: try await Self.landed(GuardedStatement<DeleteShape>(bindings: bindings), on: connection, logger: logger)
+        case .accountOnly: try await Self.landed(GuardedStatement<AccountOnlyShape>(bindings: bindings), on: connection, logger: logger)
         }
     }
 
@@ -142,6 +144,11 @@ enum UpdateWithNewPairShape: GuardedShape {
 enum DeleteShape: GuardedShape {
     static let name = "ep_write_delete_key"
     static var sql: String { GuardedKeyWrite.deleteSQL }
+}
+
+enum AccountOnlyShape: GuardedShape {
+    static let name = "ep_write_account_only"
+    static var sql: String { GuardedKeyWrite.accountOnlySQL }
 }
 
 struct GuardedStatement<Shape: GuardedShape>: PostgresPreparedStatement {

@@ -70,6 +70,22 @@ struct StoreConformanceTests {
         }
     }
 
+    @Test("a change may make an account with no key yet; it is stored with its global id", arguments: StoreKind.available)
+    func accountWithoutKey(kind: StoreKind) async throws {
+        try await StoreUnderTest.with(kind) { place in
+            try await place.open { store in
+                let empty = UserAccount(user: Self.user, globalID: UUID())
+                let made = try await store.changeAccount(of: Self.user) { current in
+                    #expect(current == nil)
+                    return AccountChange(account: empty, healthOfNewCredentials: .unverified, audit: nil)
+                }
+                #expect(made == empty)
+                #expect(try await store.account(for: Self.user) == empty)
+                #expect(try await store.auditTrail(AuditQuery()).isEmpty)
+            }
+        }
+    }
+
     @Test("concurrent read-modify-write changes of one user all land: none is lost", arguments: StoreKind.available)
     func noLostUpdates(kind: StoreKind) async throws {
         try await StoreUnderTest.with(kind) { place in
