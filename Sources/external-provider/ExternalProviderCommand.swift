@@ -46,6 +46,5 @@ struct StoreOptions: ParsableArguments {
 
 /// Prints `error: <line>` to stderr and exits 1: every failure a command reports is one line.
 func fail(_ line: String) -> Never {
-    FileHandle.standardError.write(Data("error: \(line)\n".utf8))
-    Foundation.exit(1)
+    exitWith(.failure, line)
 }
