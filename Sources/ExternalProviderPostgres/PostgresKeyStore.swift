@@ -17,6 +17,7 @@ public struct PostgresKeyStore: KeyStore {
     let masterKey: MasterKey
     let codec: SealedKeyCodec
     let logger: Logger
+    let batcher = WriteBatcher<Decide, FirstAttempt>(concurrentBatches: 2, batchLimit: 128)
 
     public var masterKeyID: String { masterKey.id }
 
@@ -93,107 +94,150 @@ public struct PostgresKeyStore: KeyStore {
     public func account(for user: UserID) async throws -> UserAccount? {
         try await PostgresAvailability.classifying { [self] in
             try await client.withConnection { connection in
-                try await load(user, rows: connection.execute(ReadAccount(user: user.rawValue), logger: logger), claiming: false).account
+                var account: UserAccount?
+                for try await (_, globalID, name, apiKey, apiKeyName, organizationKey) in try await connection.execute(
+                    ReadAccount(user: user.rawValue), logger: logger)
+                {
+                    var keys = account?.keys ?? [:]
+                    if let (provider, key) = try open(name, apiKey, apiKeyName, organizationKey, of: user) { keys[provider] = key }
+                    account = UserAccount(user: user, globalID: globalID, keys: keys)
+                }
+                return account
             }
         }
     }
 
     // Every write is guarded by the account's version: it lands only if the account is still as it was
     // read, and it moves the version on. That check, not a lock, is what makes a lost update impossible.
-    // A write first tries without a transaction, in two round trips (read, guarded write), which is
-    // what a server that pays per statement (profiled: PostgresNIO's message handling, not PostgreSQL,
-    // was the cost) wants. A write that loses a race waits for the user's advisory lock and tries again
-    // there, so writers of one busy user queue rather than spin.
+    // A write first tries without a transaction, batched with the other writes under way in this
+    // process: one read of all their accounts and one statement that writes them all, so a burst of
+    // writers shares two round trips and one commit (profiled: the cost per statement, in PostgresNIO's
+    // message handling and PostgreSQL's executor, was most of it). A write that loses a race, or needs
+    // several statements (keys of several providers), waits for the user's advisory lock and tries again
+    // in a transaction of its own, so writers of one busy user queue rather than spin.
 
     public func changeAccount(of user: UserID, _ decide: @escaping @Sendable (UserAccount?) throws -> AccountChange) async throws -> UserAccount {
-        let landed = try await PostgresAvailability.classifying { [self] in
-            try await client.withConnection { connection in try await attempt(user, decide, on: connection, inTransaction: false) }
+        switch await batcher.submit(decide, of: user.rawValue, run: { [self] batch in await firstAttempts(batch) }) {
+        case .landed(let account): return account
+        case .failed(let error): throw error
+        case .needsTransaction: break
         }
-        if let landed { return landed }
         return try await transaction { [self] connection in
             try await connection.query("SELECT pg_advisory_xact_lock(\(Self.userLockClass), hashtext(\(user.rawValue)))", logger: logger)
             // Under the lock only writers that did not take it can still get in between; each of their
             // wins is a write that landed, so this ends.
             while true {
-                if let landed = try await attempt(user, decide, on: connection, inTransaction: true) { return landed }
+                if let landed = try await attempt(user, decide, on: connection) { return landed }
             }
         }
     }
 
-    /// One read and one guarded write. Returns the account after the write, or `nil` if another write
-    /// came first (nothing was written). Outside a transaction, a change that needs more than one
-    /// statement (keys of several providers) is left to the transaction.
-    private func attempt(
-        _ user: UserID, _ decide: @Sendable (UserAccount?) throws -> AccountChange, on connection: PostgresConnection, inTransaction: Bool
-    ) async throws -> UserAccount? {
-        // With the account, the master key the database records: another instance may have rotated it
-        // since this one started, and a value is never sealed under a key the database no longer records.
-        let (loaded, version) = try await load(
-            user, rows: connection.execute(ReadAccountClaiming(user: user.rawValue), logger: logger), claiming: true)
+    /// The first attempts of several users' writes, one each: one read, one guarded statement, no
+    /// transaction around them.
+    private func firstAttempts(_ batch: [(user: String, item: Decide)]) async -> [FirstAttempt] {
+        do {
+            return try await PostgresAvailability.classifying { [self] in
+                try await client.withConnection { connection in
+                    let accounts = try await load(batch.map(\.user), on: connection)
+                    var outcomes = [FirstAttempt](repeating: .needsTransaction, count: batch.count)
+                    var pending: [(index: Int, row: GuardedWriteRow, account: UserAccount)] = []
+                    for (index, (user, decide)) in batch.enumerated() {
+                        do {
+                            let (loaded, version) = accounts[user] ?? (nil, nil)
+                            let change = try decide(loaded)
+                            let rows = try writeRows(change, replacing: loaded, version: version)
+                            switch rows.count {
+                            case 0: outcomes[index] = .landed(change.account)
+                            case 1: pending.append((index, rows[0], change.account))
+                            default: continue  // several statements need a transaction
+                            }
+                        } catch {
+                            outcomes[index] = .failed(error)
+                        }
+                    }
+                    guard !pending.isEmpty else { return outcomes }
+                    // Every batch locks its accounts in the same order, so two batches never deadlock.
+                    pending.sort { $0.row.user.utf8.lexicographicallyPrecedes($1.row.user.utf8) }
+                    do {
+                        let landed = try await GuardedWrites(rows: pending.map(\.row), now: Date()).run(on: connection, logger: logger)
+                        for entry in pending where landed.contains(entry.row.user) { outcomes[entry.index] = .landed(entry.account) }
+                    } catch let error as PSQLError where Self.isRetryable(error) {
+                        // Nothing of the statement landed (e.g. a deadlock with `rotate-master-key`): each
+                        // write tries again on its own.
+                    }
+                    return outcomes
+                }
+            }
+        } catch {
+            return Array(repeating: .failed(error), count: batch.count)
+        }
+    }
+
+    /// A deadlock or serialization failure: PostgreSQL rolled the statement back, and it may be tried again.
+    static func isRetryable(_ error: PSQLError) -> Bool {
+        guard error.code == .server, let state = error.serverInfo?[.sqlState] else { return false }
+        return state == "40P01" || state == "40001"
+    }
+
+    /// One read and one guarded write per statement, in the caller's transaction. Returns the account
+    /// after the write, or `nil` if another write came first (nothing was written).
+    private func attempt(_ user: UserID, _ decide: Decide, on connection: PostgresConnection) async throws -> UserAccount? {
+        let (loaded, version) = try await load([user.rawValue], on: connection)[user.rawValue] ?? (nil, nil)
         let change = try decide(loaded)
-        let statements = try writes(change, replacing: loaded, version: version, now: Date())
-        guard !statements.isEmpty else { return change.account }
-        guard inTransaction || statements.count == 1 else { return nil }
-        // The first statement carries the version check; the others belong to the same transaction.
-        guard try await statements[0].run(on: connection, logger: logger) else { return nil }
-        for statement in statements.dropFirst() {
-            // The first statement holds the account's row until the commit, so no other write gets in.
-            guard try await statement.run(on: connection, logger: logger) else { throw StoreFault("a later statement of one write did not land") }
+        let rows = try writeRows(change, replacing: loaded, version: version)
+        for (index, row) in rows.enumerated() {
+            let landed = try await GuardedWrites(rows: [row], now: Date()).run(on: connection, logger: logger)
+            guard landed.isEmpty else { continue }
+            // The first statement carries the version check; it holds the account's row until the commit,
+            // so a later one of the same change always lands.
+            if index == 0 { return nil }
+            throw StoreFault("a later statement of one write did not land")
         }
         return change.account
     }
 
-    /// The account and its version from rows of (master key id, version, global id, provider, sealed key,
-    /// name, sealed organization), one per key, or one with no key. When `claiming`, the first column must
-    /// be this store's master key id.
-    private func load(
-        _ user: UserID, rows: some AsyncSequence<AccountRow, any Error>, claiming: Bool
-    ) async throws -> (account: UserAccount?, version: Int64?) {
+    /// The accounts of `users` and their versions, by user (none for a user without an account), read
+    /// with the master key the database records: another instance may have rotated it since this one
+    /// started, and a value is never sealed under a key the database no longer records.
+    private func load(_ users: [String], on connection: PostgresConnection) async throws -> [String: (UserAccount?, Int64?)] {
         var claimed = false
-        var version: Int64?
-        var globalID: UUID?
-        var keys: [Provider: ProviderKey] = [:]
-        for try await (recorded, rowVersion, id, name, apiKey, apiKeyName, organizationKey) in rows {
-            if claiming, let recorded {
-                guard recorded == masterKey.idBytes else { throw StoreFault.sealedUnderOtherKey(recorded: recorded, given: masterKey) }
-                claimed = true
+        var accounts: [String: (UserAccount?, Int64?)] = [:]
+        for try await (recorded, rowUser, version, globalID, name, apiKey, apiKeyName, organizationKey) in try await connection.execute(
+            ReadAccountsClaiming(users: users), logger: logger)
+        {
+            guard let recorded, recorded == masterKey.idBytes else {
+                throw StoreFault.sealedUnderOtherKey(recorded: recorded ?? Data(), given: masterKey)
             }
-            version = rowVersion
-            globalID = id
-            // A provider this version does not know was written by a newer one: leave it untouched.
-            guard let name, let apiKey, let provider = Provider(rawValue: name) else { continue }
-            keys[provider] = try codec.open(.init(apiKey: apiKey, organizationKey: organizationKey), name: apiKeyName, user: user.rawValue, provider: name)
+            claimed = true
+            guard let rowUser, let version, let globalID else { continue }
+            let user = UserID(trusted: rowUser)
+            var keys = accounts[rowUser]?.0?.keys ?? [:]
+            if let (provider, key) = try open(name, apiKey, apiKeyName, organizationKey, of: user) { keys[provider] = key }
+            accounts[rowUser] = (UserAccount(user: user, globalID: globalID, keys: keys), version)
         }
-        if claiming, !claimed { throw StoreFault("the database records no master key") }
-        return (globalID.map { UserAccount(user: user, globalID: $0, keys: keys) }, version)
+        guard claimed else { throw StoreFault("the database records no master key") }
+        return accounts
     }
 
-    /// The statements that write what changed, none for a no-op: one per changed key (or one that only
-    /// makes a new account with no key), each one of the prepared `GuardedKeyWrite`s. Each moves the
-    /// account's version on, or makes the account, only if it is still where the statement before left
-    /// it (the first: at `version`, `nil` meaning there is none), and returns a row only then. The first
-    /// carries the change's audit entry. Rows whose (key, organization) pair is new get the change's
-    /// health; `verified_at` is when the provider accepted that pair.
-    func writes(_ change: AccountChange, replacing old: UserAccount?, version: Int64?, now: Date) throws -> [KeyWrite] {
+    /// One key of a read row, opened; `nil` for a row with no key, or a provider this version does not
+    /// know (written by a newer one, and left untouched).
+    private func open(_ name: String?, _ apiKey: Data?, _ apiKeyName: String?, _ organizationKey: Data?, of user: UserID) throws -> (Provider, ProviderKey)? {
+        guard let name, let apiKey, let provider = Provider(rawValue: name) else { return nil }
+        return (provider, try codec.open(.init(apiKey: apiKey, organizationKey: organizationKey), name: apiKeyName, user: user.rawValue, provider: name))
+    }
+
+    /// The rows that write what changed, none for a no-op: one per changed key (or one that only makes a
+    /// new account with no key). Each lands only if the account is still where the row before left it
+    /// (the first: at `version`, `nil` meaning there is none). The first carries the change's audit
+    /// entry. Keys whose (key, organization) pair is new get the change's health.
+    func writeRows(_ change: AccountChange, replacing old: UserAccount?, version: Int64?) throws -> [GuardedWriteRow] {
         let new = change.account
-        var statements: [KeyWrite] = []
-        func write(_ shape: GuardedKeyWrite, of provider: Provider?) -> KeyWrite {
-            let expected = statements.isEmpty ? version : (version ?? 0) + Int64(statements.count)
-            var bindings = PostgresBindings(capacity: 19)
-            bindings.append(new.user.rawValue)
-            bindings.append(new.globalID)
-            bindings.append(now)
-            bindings.append(expected)
-            bindings.append(provider?.rawValue)
-            let audit = statements.isEmpty ? change.audit : nil
-            bindings.append(audit?.at)
-            bindings.append(audit?.action.rawValue)
-            bindings.append(audit?.user?.rawValue)
-            bindings.append(audit.map { AuditField.stored($0.fields) })
-            bindings.append(audit?.application)
-            bindings.append(audit?.requestID)
-            bindings.append(audit?.verification)
-            return KeyWrite(shape: shape, bindings: bindings)
+        var rows: [GuardedWriteRow] = []
+        func row(_ operation: GuardedWriteRow.Operation, of provider: Provider?) -> GuardedWriteRow {
+            GuardedWriteRow(
+                user: new.user.rawValue, globalID: new.globalID,
+                expectedVersion: rows.isEmpty ? version : (version ?? 0) + Int64(rows.count),
+                operation: operation, provider: provider?.rawValue, audit: rows.isEmpty ? change.audit : nil)
         }
         for provider in Provider.allCases {
             let before = old?.keys[provider]
@@ -201,55 +245,47 @@ public struct PostgresKeyStore: KeyStore {
             guard before != after else { continue }
             switch (before, after) {
             case (nil, let key?):
-                var statement = write(.insert, of: provider)
-                try statement.append(key, sealedWith: codec, for: new.user, provider: provider)
-                statement.append(change.healthOfNewCredentials)
-                statements.append(statement)
+                var insert = row(.insert, of: provider)
+                try insert.seal(key, with: codec, provider: provider)
+                insert.health = change.healthOfNewCredentials
+                rows.append(insert)
             case (let previous?, let key?):
                 // A new (key, organization) pair starts over with the health the change gives it.
                 let newPair = !previous.hasSameCredentials(as: key)
-                var statement = write(.update(newPair: newPair), of: provider)
-                try statement.append(key, sealedWith: codec, for: new.user, provider: provider)
-                if newPair { statement.append(change.healthOfNewCredentials) }
-                statements.append(statement)
+                var update = row(newPair ? .updateNewPair : .update, of: provider)
+                try update.seal(key, with: codec, provider: provider)
+                if newPair { update.health = change.healthOfNewCredentials }
+                rows.append(update)
             case (_?, nil):
-                statements.append(write(.delete, of: provider))
+                rows.append(row(.delete, of: provider))
             case (nil, nil):
                 continue
             }
         }
-        if statements.isEmpty && old == nil {
-            statements.append(write(.accountOnly, of: nil))
+        if rows.isEmpty && old == nil {
+            rows.append(row(.accountOnly, of: nil))
         }
-        return statements
+        return rows
     }
 }
 
-/// One statement of a write, with its parameters in their order.
-struct KeyWrite {
-    let shape: GuardedKeyWrite
-    var bindings: PostgresBindings
+typealias Decide = @Sendable (UserAccount?) throws -> AccountChange
 
-    /// $13–$15: the key sealed, its name, the organization sealed.
-    mutating func append(_ key: ProviderKey, sealedWith codec: SealedKeyCodec, for user: UserID, provider: Provider) throws {
-        let sealed = try codec.seal(key, user: user.rawValue, provider: provider.rawValue)
-        try bindings.append(sealed.apiKey)
-        bindings.append(key.apiKeyName)
-        try bindings.append(sealed.organizationKey)
-    }
+/// How a write's first attempt, in a batch, ended.
+enum FirstAttempt: Sendable {
+    case landed(UserAccount)
+    /// Refused, or the batch failed.
+    case failed(any Error)
+    /// Another write came first, or the change needs several statements: it is tried again alone.
+    case needsTransaction
+}
 
-    /// $16–$19: `verified_at` (when the provider accepted the pair) and the health columns.
-    mutating func append(_ health: KeyHealth) {
-        let columns = KeyHealthColumns(health)
-        let verifiedAt: Date? = if case .valid(let at) = health { at } else { nil }
-        bindings.append(verifiedAt)
-        bindings.append(columns.word)
-        bindings.append(columns.checkedAt)
-        bindings.append(columns.code)
-    }
-
-    /// Runs it; returns whether it landed (the account was still where it was expected).
-    func run(on connection: PostgresConnection, logger: Logger) async throws -> Bool {
-        try await shape.run(bindings, on: connection, logger: logger)
+extension GuardedWriteRow {
+    /// Sets the key's columns: the key sealed, its name, the organization sealed.
+    mutating func seal(_ key: ProviderKey, with codec: SealedKeyCodec, provider: Provider) throws {
+        let sealed = try codec.seal(key, user: user, provider: provider.rawValue)
+        sealedKey = ByteBuffer(data: sealed.apiKey)
+        keyName = key.apiKeyName
+        sealedOrganization = sealed.organizationKey.map { ByteBuffer(data: $0) }
     }
 }

@@ -9,155 +9,207 @@ import PostgresNIO
 // PostgreSQL parse, analyze and plan it on every request: profiled under 16 writers, that was half of
 // PostgreSQL's CPU and a fifth of the machine's. Every parameter is cast, since a prepared statement's
 // types come from its text, not from the values of its first use. Names are written out: PostgreSQL
-// cuts a name at 63 bytes, and the default (the Swift type's full name) made the write shapes collide.
+// cuts a name at 63 bytes.
 
-/// A user's account with this store's master key id beside it: rows of (master key id, version, global
-/// id, provider, sealed key, name, sealed organization), one per key, or one with no key; none at all
-/// when the database records no master key.
-struct ReadAccountClaiming: AccountRead {
-    static let name = "ep_read_account_claiming"
+/// The accounts of several users with this store's master key id beside them: rows of (master key id,
+/// user, version, global id, provider, sealed key, name, sealed organization), one per key, or one with
+/// no key; a single row of the master key id and `NULL`s when none of them has an account; none at all
+/// when the database records no master key. Both tables are looked up by the users given, so neither is
+/// ever scanned whole, whatever statistics the plan was made with (a plan cached while the tables were
+/// nearly empty hash-joined a full scan of `provider_key`).
+struct ReadAccountsClaiming: PostgresPreparedStatement {
+    static let name = "ep_read_accounts_claiming"
     static let sql = """
-        SELECT m.value, a.version, a.global_id, k.provider, k.api_key, k.api_key_name, k.organization_key
+        SELECT m.value, a.user_id, a.version, a.global_id, k.provider, k.api_key, k.api_key_name, k.organization_key
         FROM store_meta m
-        LEFT JOIN user_account a ON a.user_id = $1::text
-        LEFT JOIN provider_key k ON k.user_id = a.user_id
+        LEFT JOIN (user_account a LEFT JOIN provider_key k ON k.user_id = a.user_id AND k.user_id = ANY($1::text[]))
+            ON a.user_id = ANY($1::text[])
         WHERE m.name = 'master_key_id'
         """
-    let user: String
+    typealias Row = (Data?, String?, Int64?, UUID?, String?, Data?, String?, Data?)
+
+    let users: [String]
+
+    func makeBindings() -> PostgresBindings {
+        var bindings = PostgresBindings(capacity: 1)
+        bindings.append(users)
+        return bindings
+    }
+
+    func decodeRow(_ row: PostgresRow) throws -> Row { try row.decode(Row.self) }
 }
 
-/// The same without the master key: for reads, which never seal.
-struct ReadAccount: AccountRead {
+/// One user's account, for reads, which never seal: rows of (version, global id, provider, sealed key,
+/// name, sealed organization), one per key, or one with no key.
+struct ReadAccount: PostgresPreparedStatement {
     static let name = "ep_read_account"
     static let sql = """
-        SELECT NULL::bytea, a.version, a.global_id, k.provider, k.api_key, k.api_key_name, k.organization_key
+        SELECT a.version, a.global_id, k.provider, k.api_key, k.api_key_name, k.organization_key
         FROM user_account a LEFT JOIN provider_key k ON k.user_id = a.user_id WHERE a.user_id = $1::text
         """
+    typealias Row = (Int64, UUID, String?, Data?, String?, Data?)
+
     let user: String
-}
 
-typealias AccountRow = (Data?, Int64?, UUID?, String?, Data?, String?, Data?)
-
-/// The two account reads: one parameter, the user; rows of `AccountRow`.
-protocol AccountRead: PostgresPreparedStatement where Row == AccountRow {
-    var user: String { get }
-}
-
-extension AccountRead {
     func makeBindings() -> PostgresBindings {
-        var bindings = PostgresBindings()
+        var bindings = PostgresBindings(capacity: 1)
         bindings.append(user)
         return bindings
     }
 
-    func decodeRow(_ row: PostgresRow) throws -> AccountRow { try row.decode(AccountRow.self) }
+    func decodeRow(_ row: PostgresRow) throws -> Row { try row.decode(Row.self) }
 }
 
-/// Every write, each one version-guarded statement with the audit entry if it has one. Their
-/// parameters: $1 user, $2 global id, $3 now, $4 the version expected (`NULL`: no account), $5 provider;
-/// the audit entry's $6–$12 (all `NULL`: none); then the key's own from $13.
-enum GuardedKeyWrite: Equatable {
-    case insert
-    case update(newPair: Bool)
-    case delete
-    /// A new account with no key yet ($5 is `NULL`).
-    case accountOnly
+/// What one statement of one user's change writes: the account's version check and move, one key's
+/// insert, update or delete (or nothing, for a new account with no key), and the change's audit entry.
+struct GuardedWriteRow: Sendable {
+    /// Stored in no table: the statement's own switch between its branches.
+    enum Operation: String, Sendable {
+        case insert
+        case update
+        /// An update to a new (key, organization) pair, which starts over with the change's health.
+        case updateNewPair = "update_new_pair"
+        case delete
+        /// A new account with no key yet.
+        case accountOnly = "account_only"
+    }
 
-    private static let account = """
-        WITH account AS (
-            INSERT INTO user_account (user_id, global_id, created_at) VALUES ($1::text, $2::uuid, $3::timestamptz)
-            ON CONFLICT (user_id) DO UPDATE SET version = user_account.version + 1 WHERE user_account.version = $4::bigint
+    let user: String
+    let globalID: UUID
+    /// The version the account must still be at; `nil`: there must be no account.
+    let expectedVersion: Int64?
+    let operation: Operation
+    let provider: String?
+    let audit: AuditEntry?
+    var sealedKey: ByteBuffer? = nil
+    var keyName: String? = nil
+    var sealedOrganization: ByteBuffer? = nil
+    /// For an insert and a new pair: the health it starts with.
+    var health: KeyHealth? = nil
+}
+
+/// Writes of several users at once, each guarded by its account's version, in one statement and so one
+/// commit. Each row lands only if its account is still at the version expected (makes the account, if
+/// none was expected and there is none), moves the version on, writes its key and appends its audit
+/// entry; the statement returns the users whose row landed. A user may appear once. Rows lock their
+/// accounts in the order given, which callers keep sorted by user so that two batches never deadlock.
+struct GuardedWrites: PostgresPreparedStatement {
+    static let name = "ep_guarded_writes"
+    static let sql = """
+        WITH input AS (
+            SELECT * FROM unnest($1::text[], $2::uuid[], $4::bigint[], $5::text[], $6::text[], $7::timestamptz[], $8::text[], $9::text[],
+                $10::text[], $11::text[], $12::text[], $13::text[], $14::bytea[], $15::text[], $16::bytea[], $17::timestamptz[], $18::text[],
+                $19::timestamptz[], $20::text[]) WITH ORDINALITY
+            AS i(user_id, global_id, expected, op, provider, audit_at, action, audit_user, fields, application, request_id, verification,
+                api_key, api_key_name, organization_key, verified_at, health, health_checked_at, health_code, position)),
+        account AS (
+            INSERT INTO user_account AS a (user_id, global_id, created_at)
+            SELECT user_id, global_id, $3::timestamptz FROM input ORDER BY position
+            ON CONFLICT (user_id) DO UPDATE SET version = a.version + 1
+                WHERE a.version = (SELECT i.expected FROM input i WHERE i.user_id = excluded.user_id)
             RETURNING user_id),
-        """
-    private static let audited = """
-        audited AS (
-            INSERT INTO audit_event (at, action, user_id, fields, application, request_id, verification)
-            SELECT $6::timestamptz, $7::text, $8::text, $9::text, $10::text, $11::text, $12::text FROM (SELECT 1 FROM written LIMIT 1) AS w
-            WHERE $7::text IS NOT NULL)
-        SELECT 1 FROM written
-        """
-    private static let newHealth = "verified_at = $16::timestamptz, health = $17::text, health_checked_at = $18::timestamptz, health_code = $19::text"
-
-    static let insertSQL = account + """
-        written AS (
+        inserted AS (
             INSERT INTO provider_key (user_id, provider, api_key, api_key_name, organization_key, verified_at, created_at, updated_at,
                 health, health_checked_at, health_code)
-            SELECT user_id, $5::text, $13::bytea, $14::text, $15::bytea, $16::timestamptz, $3::timestamptz, $3::timestamptz,
-                $17::text, $18::timestamptz, $19::text
-            FROM account RETURNING 1),
-        """ + audited
-    static let updateSQL = account + """
+            SELECT i.user_id, i.provider, i.api_key, i.api_key_name, i.organization_key, i.verified_at, $3::timestamptz, $3::timestamptz,
+                i.health, i.health_checked_at, i.health_code
+            FROM input i JOIN account USING (user_id) WHERE i.op = 'insert'
+            RETURNING user_id),
+        updated AS (
+            UPDATE provider_key k SET api_key = i.api_key, api_key_name = i.api_key_name, organization_key = i.organization_key,
+                updated_at = $3::timestamptz,
+                verified_at = CASE WHEN i.op = 'update_new_pair' THEN i.verified_at ELSE k.verified_at END,
+                health = CASE WHEN i.op = 'update_new_pair' THEN i.health ELSE k.health END,
+                health_checked_at = CASE WHEN i.op = 'update_new_pair' THEN i.health_checked_at ELSE k.health_checked_at END,
+                health_code = CASE WHEN i.op = 'update_new_pair' THEN i.health_code ELSE k.health_code END
+            FROM input i JOIN account USING (user_id)
+            WHERE i.op IN ('update', 'update_new_pair') AND k.user_id = i.user_id AND k.provider = i.provider AND k.user_id = ANY($1::text[])
+            RETURNING k.user_id),
+        deleted AS (
+            DELETE FROM provider_key k USING input i JOIN account USING (user_id)
+            WHERE i.op = 'delete' AND k.user_id = i.user_id AND k.provider = i.provider AND k.user_id = ANY($1::text[])
+            RETURNING k.user_id),
         written AS (
-            UPDATE provider_key k SET api_key = $13::bytea, api_key_name = $14::text, organization_key = $15::bytea, updated_at = $3::timestamptz
-            FROM account WHERE k.user_id = account.user_id AND k.provider = $5::text RETURNING 1),
-        """ + audited
-    static let updateWithNewPairSQL = account + """
-        written AS (
-            UPDATE provider_key k SET api_key = $13::bytea, api_key_name = $14::text, organization_key = $15::bytea, updated_at = $3::timestamptz,
-                \(newHealth)
-            FROM account WHERE k.user_id = account.user_id AND k.provider = $5::text RETURNING 1),
-        """ + audited
-    static let deleteSQL = account + """
-        written AS (DELETE FROM provider_key k USING account WHERE k.user_id = account.user_id AND k.provider = $5::text RETURNING 1),
-        """ + audited
-    static let accountOnlySQL = account + """
-        written AS (SELECT 1 FROM account WHERE $5::text IS NULL),
-        """ + audited
+            SELECT user_id FROM inserted UNION ALL SELECT user_id FROM updated UNION ALL SELECT user_id FROM deleted
+            UNION ALL SELECT i.user_id FROM input i JOIN account USING (user_id) WHERE i.op = 'account_only'),
+        audited AS (
+            INSERT INTO audit_event (at, action, user_id, fields, application, request_id, verification)
+            SELECT i.audit_at, i.action, i.audit_user, i.fields, i.application, i.request_id, i.verification
+            FROM input i WHERE i.action IS NOT NULL AND i.user_id IN (SELECT user_id FROM written) ORDER BY i.position)
+        SELECT user_id FROM written
+        """
+    typealias Row = String
 
-    /// Runs the write with its parameters; returns whether it landed (the account was still at `version`).
-    func run(_ bindings: PostgresBindings, on connection: PostgresConnection, logger: Logger) async throws -> Bool {
-        switch self {
-        case .insert: try await Self.landed(GuardedStatement<InsertShape>(bindings: bindings), on: connection, logger: logger)
-        case .update(newPair: false): try await Self.landed(GuardedStatement<UpdateShape>(bindings: bindings), on: connection, logger: logger)
-        case .update(newPair: true): try await Self.landed(GuardedStatement<UpdateWithNewPairShape>(bindings: bindings), on: connection, logger: logger)
-        case .delete: try await Self.landed(GuardedStatement<DeleteShape>(bindings: bindings), on: connection, logger: logger)
-        case .accountOnly: try await Self.landed(GuardedStatement<AccountOnlyShape>(bindings: bindings), on: connection, logger: logger)
+    let rows: [GuardedWriteRow]
+    let now: Date
+
+    func makeBindings() -> PostgresBindings {
+        var bindings = PostgresBindings(capacity: 20)
+        bindings.append(rows.map(\.user))
+        bindings.append(rows.map(\.globalID))
+        bindings.append(now)
+        bindings.append(NullableArray(rows.map(\.expectedVersion)))
+        bindings.append(rows.map(\.operation.rawValue))
+        bindings.append(NullableArray(rows.map(\.provider)))
+        bindings.append(NullableArray(rows.map(\.audit?.at)))
+        bindings.append(NullableArray(rows.map(\.audit?.action.rawValue)))
+        bindings.append(NullableArray(rows.map(\.audit?.user?.rawValue)))
+        bindings.append(NullableArray(rows.map { $0.audit.map { AuditField.stored($0.fields) } }))
+        bindings.append(NullableArray(rows.map(\.audit?.application)))
+        bindings.append(NullableArray(rows.map(\.audit?.requestID)))
+        bindings.append(NullableArray(rows.map(\.audit?.verification)))
+        bindings.append(NullableArray(rows.map(\.sealedKey)))
+        bindings.append(NullableArray(rows.map(\.keyName)))
+        bindings.append(NullableArray(rows.map(\.sealedOrganization)))
+        let health = rows.map { $0.health.map(KeyHealthColumns.init) }
+        bindings.append(NullableArray(rows.map { row -> Date? in
+            if case .valid(let at)? = row.health { at } else { nil }
+        }))
+        bindings.append(NullableArray(health.map { $0?.word }))
+        bindings.append(NullableArray(health.map { $0?.checkedAt }))
+        bindings.append(NullableArray(health.map { $0?.code }))
+        return bindings
+    }
+
+    func decodeRow(_ row: PostgresRow) throws -> String { try row.decode(String.self) }
+
+    /// Runs it; returns the users whose row landed.
+    func run(on connection: PostgresConnection, logger: Logger) async throws -> Set<String> {
+        var landed: Set<String> = []
+        for try await user in try await connection.execute(self, logger: logger) { landed.insert(user) }
+        return landed
+    }
+}
+
+/// A one-dimensional array whose elements may be `NULL`, in PostgreSQL's binary format, which
+/// PostgresNIO's own `Array` encoding cannot express.
+struct NullableArray<Element: PostgresArrayEncodable & PostgresNonThrowingEncodable>: PostgresNonThrowingEncodable {
+    static var psqlType: PostgresDataType { Element.psqlArrayType }
+    static var psqlFormat: PostgresFormat { .binary }
+
+    let elements: [Element?]
+
+    init(_ elements: [Element?]) {
+        self.elements = elements
+    }
+
+    func encode<JSONEncoder: PostgresJSONEncoder>(into buffer: inout ByteBuffer, context: PostgresEncodingContext<JSONEncoder>) {
+        buffer.writeInteger(elements.isEmpty ? 0 : 1, as: Int32.self)  // dimensions
+        buffer.writeInteger(elements.contains { $0 == nil } ? 1 : 0, as: Int32.self)  // has NULLs
+        buffer.writeInteger(Element.psqlType.rawValue)
+        guard !elements.isEmpty else { return }
+        buffer.writeInteger(Int32(elements.count))
+        buffer.writeInteger(1, as: Int32.self)  // lower bound
+        for element in elements {
+            guard let element else {
+                buffer.writeInteger(-1, as: Int32.self)
+                continue
+            }
+            let lengthIndex = buffer.writerIndex
+            buffer.writeInteger(0, as: Int32.self)
+            let start = buffer.writerIndex
+            element.encode(into: &buffer, context: context)
+            buffer.setInteger(Int32(buffer.writerIndex - start), at: lengthIndex)
         }
     }
-
-    private static func landed<Shape>(_ statement: GuardedStatement<Shape>, on connection: PostgresConnection, logger: Logger) async throws -> Bool {
-        try await connection.execute(statement, logger: logger).first { _ in true } != nil
-    }
-}
-
-/// One of the fixed statements above, prepared under a name of its own (the type's, shape included).
-protocol GuardedShape: Sendable {
-    static var name: String { get }
-    static var sql: String { get }
-}
-
-enum InsertShape: GuardedShape {
-    static let name = "ep_write_insert_key"
-    static var sql: String { GuardedKeyWrite.insertSQL }
-}
-
-enum UpdateShape: GuardedShape {
-    static let name = "ep_write_update_key"
-    static var sql: String { GuardedKeyWrite.updateSQL }
-}
-
-enum UpdateWithNewPairShape: GuardedShape {
-    static let name = "ep_write_update_key_new_pair"
-    static var sql: String { GuardedKeyWrite.updateWithNewPairSQL }
-}
-
-enum DeleteShape: GuardedShape {
-    static let name = "ep_write_delete_key"
-    static var sql: String { GuardedKeyWrite.deleteSQL }
-}
-
-enum AccountOnlyShape: GuardedShape {
-    static let name = "ep_write_account_only"
-    static var sql: String { GuardedKeyWrite.accountOnlySQL }
-}
-
-struct GuardedStatement<Shape: GuardedShape>: PostgresPreparedStatement {
-    static var name: String { Shape.name }
-    static var sql: String { Shape.sql }
-    typealias Row = Int32
-
-    let bindings: PostgresBindings
-
-    func makeBindings() -> PostgresBindings { bindings }
-    func decodeRow(_ row: PostgresRow) throws -> Int32 { try row.decode(Int32.self) }
 }

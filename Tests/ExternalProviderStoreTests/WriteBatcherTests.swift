@@ -1,0 +1,92 @@
+import Foundation
+import Synchronization
+import Testing
+
+@testable import ExternalProviderPostgres
+
+/// The batcher on its own, with a batch run that records what it was given: PostgreSQL's first attempts
+/// rely on it never putting one user in two running batches, and on every caller hearing its own outcome.
+@Suite("Writes batched for a shared database")
+struct WriteBatcherTests {
+    /// What the runs saw: the batches in the order they started, and any overlap of users or count.
+    final class Recorder: Sendable {
+        struct Seen {
+            var batches: [[String]] = []
+            var usersRunning: [String] = []
+            var batchesRunning = 0
+            var mostBatchesRunning = 0
+            var overlaps: [String] = []
+        }
+
+        let seen = Mutex(Seen())
+
+        func run(_ batch: [(user: String, item: Int)], pause: Duration) async -> [String] {
+            seen.withLock { seen in
+                seen.batches.append(batch.map(\.user))
+                seen.overlaps += batch.map(\.user).filter(seen.usersRunning.contains)
+                seen.usersRunning += batch.map(\.user)
+                seen.batchesRunning += 1
+                seen.mostBatchesRunning = max(seen.mostBatchesRunning, seen.batchesRunning)
+            }
+            try? await Task.sleep(for: pause)
+            seen.withLock { seen in
+                for (user, _) in batch { seen.usersRunning.remove(at: seen.usersRunning.firstIndex(of: user)!) }
+                seen.batchesRunning -= 1
+            }
+            return batch.map { "\($0.user):\($0.item)" }
+        }
+    }
+
+    @Test("every caller hears its own outcome; a user is never in two running batches; at most two batches run at once")
+    func outcomesAndExclusion() async throws {
+        let batcher = WriteBatcher<Int, String>(concurrentBatches: 2, batchLimit: 8)
+        let recorder = Recorder()
+        let outcomes = await withTaskGroup(of: (Int, String).self) { group in
+            for index in 0..<200 {
+                group.addTask {
+                    let user = "user-\(index % 5)"  // few users, so many writes wait for their user's batch
+                    return (index, await batcher.submit(index, of: user) { batch in await recorder.run(batch, pause: .milliseconds(1)) })
+                }
+            }
+            var outcomes: [Int: String] = [:]
+            for await (index, outcome) in group { outcomes[index] = outcome }
+            return outcomes
+        }
+        #expect(outcomes.count == 200)
+        for (index, outcome) in outcomes { #expect(outcome == "user-\(index % 5):\(index)") }
+        recorder.seen.withLock { seen in
+            #expect(seen.overlaps.isEmpty)
+            #expect(seen.mostBatchesRunning <= 2)
+            #expect(seen.batches.allSatisfy { Set($0).count == $0.count && $0.count <= 8 })
+            #expect(seen.batches.map(\.count).reduce(0, +) == 200)
+        }
+    }
+
+    @Test("writes that arrive while a batch runs go together into the next one")
+    func waitingWritesAreCombined() async throws {
+        let batcher = WriteBatcher<Int, String>(concurrentBatches: 1, batchLimit: 64)
+        let recorder = Recorder()
+        let gate = AsyncStream<Void>.makeStream()
+        await withTaskGroup(of: String.self) { group in
+            group.addTask {
+                await batcher.submit(0, of: "first") { batch in
+                    // The first batch waits until every other write is queued behind it.
+                    for await _ in gate.stream { break }
+                    return await recorder.run(batch, pause: .zero)
+                }
+            }
+            try? await Task.sleep(for: .milliseconds(50))
+            for index in 1...20 {
+                group.addTask { await batcher.submit(index, of: "user-\(index)") { batch in await recorder.run(batch, pause: .zero) } }
+            }
+            try? await Task.sleep(for: .milliseconds(200))
+            gate.continuation.yield()
+            for await _ in group {}
+        }
+        recorder.seen.withLock { seen in
+            #expect(seen.batches.count == 2)
+            #expect(seen.batches.first == ["first"])
+            #expect(Set(seen.batches.last ?? []) == Set((1...20).map { "user-\($0)" }))
+        }
+    }
+}
