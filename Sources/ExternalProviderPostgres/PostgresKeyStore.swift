@@ -17,6 +17,9 @@ public struct PostgresKeyStore: KeyStore {
     let masterKey: MasterKey
     let codec: SealedKeyCodec
     let logger: Logger
+    /// Two batches at once: one waits for its commit while the next is read and decided. Measured with
+    /// 16 and 64 writers on 2 cores, one batch left the cores idle during commits, and three or four
+    /// split the writers into smaller batches for no gain.
     let batcher = WriteBatcher<Decide, FirstAttempt>(concurrentBatches: 2, batchLimit: 128)
 
     public var masterKeyID: String { masterKey.id }

@@ -14,16 +14,13 @@ import PostgresNIO
 /// The accounts of several users with this store's master key id beside them: rows of (master key id,
 /// user, version, global id, provider, sealed key, name, sealed organization), one per key, or one with
 /// no key; a single row of the master key id and `NULL`s when none of them has an account; none at all
-/// when the database records no master key. Both tables are looked up by the users given, so neither is
-/// ever scanned whole, whatever statistics the plan was made with (a plan cached while the tables were
-/// nearly empty hash-joined a full scan of `provider_key`).
+/// when the database records no master key.
 struct ReadAccountsClaiming: PostgresPreparedStatement {
     static let name = "ep_read_accounts_claiming"
     static let sql = """
         SELECT m.value, a.user_id, a.version, a.global_id, k.provider, k.api_key, k.api_key_name, k.organization_key
         FROM store_meta m
-        LEFT JOIN (user_account a LEFT JOIN provider_key k ON k.user_id = a.user_id AND k.user_id = ANY($1::text[]))
-            ON a.user_id = ANY($1::text[])
+        LEFT JOIN (user_account a LEFT JOIN provider_key k ON k.user_id = a.user_id) ON a.user_id = ANY($1::text[])
         WHERE m.name = 'master_key_id'
         """
     typealias Row = (Data?, String?, Int64?, UUID?, String?, Data?, String?, Data?)
@@ -123,11 +120,11 @@ struct GuardedWrites: PostgresPreparedStatement {
                 health_checked_at = CASE WHEN i.op = 'update_new_pair' THEN i.health_checked_at ELSE k.health_checked_at END,
                 health_code = CASE WHEN i.op = 'update_new_pair' THEN i.health_code ELSE k.health_code END
             FROM input i JOIN account USING (user_id)
-            WHERE i.op IN ('update', 'update_new_pair') AND k.user_id = i.user_id AND k.provider = i.provider AND k.user_id = ANY($1::text[])
+            WHERE i.op IN ('update', 'update_new_pair') AND k.user_id = i.user_id AND k.provider = i.provider
             RETURNING k.user_id),
         deleted AS (
             DELETE FROM provider_key k USING input i JOIN account USING (user_id)
-            WHERE i.op = 'delete' AND k.user_id = i.user_id AND k.provider = i.provider AND k.user_id = ANY($1::text[])
+            WHERE i.op = 'delete' AND k.user_id = i.user_id AND k.provider = i.provider
             RETURNING k.user_id),
         written AS (
             SELECT user_id FROM inserted UNION ALL SELECT user_id FROM updated UNION ALL SELECT user_id FROM deleted
