@@ -141,6 +141,7 @@ func buildRouter(
     limiter: FailedAttemptLimiter = FailedAttemptLimiter(),
     recentlyValid: RecentlyValidApplications = RecentlyValidApplications(),
     metrics: ServerMetrics? = nil,
+    readinessBudget: Duration = Readiness.budget,
     logger: Logger
 ) throws -> Router<AppRequestContext> {
     let routes = RouteTable()
@@ -154,7 +155,7 @@ func buildRouter(
     router.get("/health") { _, _ in "ok" }
     routes.record(.get, "/health")
     router.get("/ready") { _, _ in
-        guard await Readiness.storeAnswers(store) else { throw Problem.notReady }
+        guard await Readiness.storeAnswers(store, within: readinessBudget) else { throw Problem.notReady }
         return "ready"
     }
     routes.record(.get, "/ready")

@@ -5,7 +5,7 @@ import ExternalProviderCore
 enum Readiness {
     static let budget: Duration = .seconds(1)
 
-    static func storeAnswers(_ store: any KeyStore) async -> Bool {
+    static func storeAnswers(_ store: any KeyStore, within budget: Duration = budget) async -> Bool {
         await withTaskGroup(of: Bool.self) { group in
             group.addTask { (try? await store.checkReachable()) != nil }
             group.addTask {

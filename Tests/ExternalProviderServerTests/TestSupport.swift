@@ -87,13 +87,15 @@ struct TestServer {
     let verifier: (any KeyVerifier)?
     /// On, as `serve` has it by default.
     let metrics: ServerMetrics? = ServerMetrics()
+    let readinessBudget: Duration
 
     init(
         access: AccessPolicy = AccessPolicy(boundHost: "127.0.0.1", port: 80), limiter: FailedAttemptLimiter = FailedAttemptLimiter(),
         verifier: (any KeyVerifier)? = nil, recentlyValid: RecentlyValidApplications = RecentlyValidApplications(),
-        logs: LogCapture = LogCapture()
+        logs: LogCapture = LogCapture(), readinessBudget: Duration = Readiness.budget
     ) async throws {
         self.logs = logs
+        self.readinessBudget = readinessBudget
         directory = try TemporaryStoreDirectory()
         store = try SQLiteKeyStore(path: directory.path + "/store.sqlite", masterKey: .generate())
         applicationID = try await store.registerApplication(named: "tests")
@@ -116,7 +118,7 @@ struct TestServer {
         let router = try buildRouter(
             store, verifier: verifier.map { base in metrics.map { CountedVerifier(base: base, metrics: $0) } ?? base }, models: NoOpenAI(),
             health: KeyHealthReporter(store: store, logger: logger), access: access, limiter: limiter, recentlyValid: recentlyValid, metrics: metrics,
-            logger: logger)
+            readinessBudget: readinessBudget, logger: logger)
         let app = Application(router: router, logger: logger)
         try await app.test(.router) { client in
             try await test(APIClient(raw: client, applicationID: applicationID, sent: sent))
