@@ -101,9 +101,7 @@ public struct PostgresKeyStore: KeyStore {
                 for try await (_, globalID, name, apiKey, apiKeyName, organizationKey) in try await connection.execute(
                     ReadAccount(user: user.rawValue), logger: logger)
                 {
-                    var keys = account?.keys ?? [:]
-                    if let (provider, key) = try open(name, apiKey, apiKeyName, organizationKey, of: user) { keys[provider] = key }
-                    account = UserAccount(user: user, globalID: globalID, keys: keys)
+                    account = try adding(name, apiKey, apiKeyName, organizationKey, to: account, of: user, globalID: globalID)
                 }
                 return account
             }
@@ -164,7 +162,7 @@ public struct PostgresKeyStore: KeyStore {
                     do {
                         let landed = try await GuardedWrites(rows: pending.map(\.row), now: Date()).run(on: connection, logger: logger)
                         for entry in pending where landed.contains(entry.row.user) { outcomes[entry.index] = .landed(entry.account) }
-                    } catch let error as PSQLError where Self.isRetryable(error) {
+                    } catch let error as PSQLError where PostgresAvailability.isRetryable(error) {
                         // Nothing of the statement landed (e.g. a deadlock with `rotate-master-key`): each
                         // write tries again on its own.
                     }
@@ -176,20 +174,15 @@ public struct PostgresKeyStore: KeyStore {
         }
     }
 
-    /// A deadlock or serialization failure: PostgreSQL rolled the statement back, and it may be tried again.
-    static func isRetryable(_ error: PSQLError) -> Bool {
-        guard error.code == .server, let state = error.serverInfo?[.sqlState] else { return false }
-        return state == "40P01" || state == "40001"
-    }
-
     /// One read and one guarded write per statement, in the caller's transaction. Returns the account
     /// after the write, or `nil` if another write came first (nothing was written).
     private func attempt(_ user: UserID, _ decide: Decide, on connection: PostgresConnection) async throws -> UserAccount? {
         let (loaded, version) = try await load([user.rawValue], on: connection)[user.rawValue] ?? (nil, nil)
         let change = try decide(loaded)
         let rows = try writeRows(change, replacing: loaded, version: version)
+        let now = Date()
         for (index, row) in rows.enumerated() {
-            let landed = try await GuardedWrites(rows: [row], now: Date()).run(on: connection, logger: logger)
+            let landed = try await GuardedWrites(rows: [row], now: now).run(on: connection, logger: logger)
             guard landed.isEmpty else { continue }
             // The first statement carries the version check; it holds the account's row until the commit,
             // so a later one of the same change always lands.
@@ -213,20 +206,27 @@ public struct PostgresKeyStore: KeyStore {
             }
             claimed = true
             guard let rowUser, let version, let globalID else { continue }
-            let user = UserID(trusted: rowUser)
-            var keys = accounts[rowUser]?.0?.keys ?? [:]
-            if let (provider, key) = try open(name, apiKey, apiKeyName, organizationKey, of: user) { keys[provider] = key }
-            accounts[rowUser] = (UserAccount(user: user, globalID: globalID, keys: keys), version)
+            let account = try adding(
+                name, apiKey, apiKeyName, organizationKey, to: accounts[rowUser]?.0, of: UserID(trusted: rowUser), globalID: globalID)
+            accounts[rowUser] = (account, version)
         }
         guard claimed else { throw StoreFault("the database records no master key") }
         return accounts
     }
 
-    /// One key of a read row, opened; `nil` for a row with no key, or a provider this version does not
-    /// know (written by a newer one, and left untouched).
-    private func open(_ name: String?, _ apiKey: Data?, _ apiKeyName: String?, _ organizationKey: Data?, of user: UserID) throws -> (Provider, ProviderKey)? {
-        guard let name, let apiKey, let provider = Provider(rawValue: name) else { return nil }
-        return (provider, try codec.open(.init(apiKey: apiKey, organizationKey: organizationKey), name: apiKeyName, user: user.rawValue, provider: name))
+    /// The account read so far (`nil` before its first row) with one read row's key opened and added. A
+    /// row with no key adds nothing, nor does a provider this version does not know (written by a newer
+    /// one, and left untouched).
+    private func adding(
+        _ name: String?, _ apiKey: Data?, _ apiKeyName: String?, _ organizationKey: Data?, to account: UserAccount?, of user: UserID,
+        globalID: UUID
+    ) throws -> UserAccount {
+        var keys = account?.keys ?? [:]
+        if let name, let apiKey, let provider = Provider(rawValue: name) {
+            keys[provider] = try codec.open(
+                .init(apiKey: apiKey, organizationKey: organizationKey), name: apiKeyName, user: user.rawValue, provider: name)
+        }
+        return UserAccount(user: user, globalID: globalID, keys: keys)
     }
 
     /// The rows that write what changed, none for a no-op: one per changed key (or one that only makes a

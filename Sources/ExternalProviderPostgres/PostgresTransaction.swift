@@ -81,6 +81,12 @@ enum PostgresAvailability {
         }
     }
 
+    /// A deadlock or serialization failure: PostgreSQL rolled the statement back, and it may be tried again.
+    static func isRetryable(_ error: PSQLError) -> Bool {
+        guard error.code == .server, let state = error.serverInfo?[.sqlState] else { return false }
+        return state == "40P01" || state == "40001"
+    }
+
     static func isUnavailable(_ error: PSQLError) -> Bool {
         switch error.code {
         case .connectionError, .serverClosedConnection, .clientClosedConnection, .uncleanShutdown, .poolClosed, .queryCancelled,
