@@ -2,7 +2,6 @@ import ExternalProviderCore
 import Logging
 import NIOCore
 import PostgresNIO
-import Synchronization
 
 /// One transaction on one pooled connection, whose errors come back as they were thrown (PostgresNIO's
 /// own `withTransaction` wraps them), with connection failures turned into `StoreUnavailable`.
@@ -54,31 +53,9 @@ enum PostgresAvailability {
     /// `body`'s result, or `StoreUnavailable` once `deadline` has passed, without waiting for `body` to
     /// end: a query sent on a connection the database dropped as it stopped can wait on PostgresNIO for
     /// longer than the caller may, whatever its cancellation (seen in the outage test: a request that
-    /// never answered). `body` is cancelled and ends in the background.
+    /// never answered).
     static func answering<Result: Sendable>(within deadline: Duration, _ body: @escaping @Sendable () async throws -> Result) async throws -> Result {
-        let race = DeadlineRace<Result>()
-        return try await withTaskCancellationHandler {
-            try await withCheckedThrowingContinuation { continuation in
-                race.waiting.withLock { $0 = continuation }
-                let bodyTask = Task {
-                    let result: Swift.Result<Result, any Error>
-                    do { result = .success(try await body()) } catch { result = .failure(error) }
-                    race.waiting.withLock { $0.take() }?.resume(with: result)
-                    race.tasks.withLock { $0?.timer.cancel() }
-                }
-                let timer = Task {
-                    guard (try? await Task.sleep(for: deadline)) != nil else { return }
-                    guard let continuation = race.waiting.withLock({ $0.take() }) else { return }
-                    bodyTask.cancel()
-                    continuation.resume(throwing: StoreUnavailable("PostgreSQL did not answer within \(deadline)"))
-                }
-                race.tasks.withLock { $0 = (bodyTask, timer) }
-                // A body that ended before the timer was stored could not cancel it.
-                if race.waiting.withLock({ $0 == nil }) { timer.cancel() }
-            }
-        } onCancel: {
-            race.tasks.withLock { $0?.body.cancel() }
-        }
+        try await Deadline.answering(within: deadline, orThrowing: { StoreUnavailable("PostgreSQL did not answer within \(deadline)") }, body)
     }
 
     /// A deadlock or serialization failure: PostgreSQL rolled the statement back, and it may be tried again.
@@ -108,10 +85,4 @@ extension PostgresKeyStore {
     public static func isDatabaseError(_ error: any Error) -> Bool {
         error is PSQLError
     }
-}
-
-/// An operation and its deadline, whichever ends first answering the one caller waiting.
-private final class DeadlineRace<Result: Sendable>: Sendable {
-    let waiting = Mutex<CheckedContinuation<Result, any Error>?>(nil)
-    let tasks = Mutex<(body: Task<Void, Never>, timer: Task<Void, Never>)?>(nil)
 }

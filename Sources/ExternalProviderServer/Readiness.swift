@@ -5,15 +5,12 @@ import ExternalProviderCore
 enum Readiness {
     static let budget: Duration = .seconds(1)
 
+    /// Answers by `budget` even when the store's check ignores cancellation, as a query on a dropped
+    /// connection can.
     static func storeAnswers(_ store: any KeyStore, within budget: Duration = budget) async -> Bool {
-        await withTaskGroup(of: Bool.self) { group in
-            group.addTask { (try? await store.checkReachable()) != nil }
-            group.addTask {
-                try? await Task.sleep(for: budget)
-                return false
-            }
-            defer { group.cancelAll() }
-            return await group.next() ?? false
-        }
+        let answered = try? await Deadline.answering(within: budget, orThrowing: { NoAnswer() }) { try await store.checkReachable() }
+        return answered != nil
     }
+
+    private struct NoAnswer: Error {}
 }

@@ -6,11 +6,15 @@ import Testing
 
 @testable import ExternalProviderServer
 
-/// A store that never answers, for readiness.
+/// A store whose check does not answer for 30 s, cancelled or not, as a query on a connection the
+/// database dropped can: readiness must answer by its budget all the same.
 struct SilentStore: KeyStore {
     let base: any KeyStore
     var masterKeyID: String { base.masterKeyID }
-    func checkReachable() async throws { try await Task.sleep(for: .seconds(30)) }
+    func checkReachable() async throws {
+        // An unstructured task is not cancelled with the one awaiting it.
+        await Task { try? await Task.sleep(for: .seconds(30)) }.value
+    }
     func account(for user: UserID) async throws -> UserAccount? { try await base.account(for: user) }
     func changeAccount(of user: UserID, _ decide: @escaping @Sendable (UserAccount?) throws -> AccountChange) async throws -> UserAccount {
         try await base.changeAccount(of: user, decide)
@@ -44,7 +48,8 @@ struct OperatingTests {
     func notReady() async throws {
         let store = try SQLiteKeyStore.inMemory()
         #expect(Readiness.budget == .seconds(1))
-        // The silent store would answer after 30 s: an answer long before that came from the budget. How
+        // The silent store would answer after 30 s, cancelled or not: an answer long before that came from
+        // the budget, not from a timeout that waits for the check to end. How
         // long past one second it comes depends on the machine's load, so no tighter bound is asserted.
         let started = ContinuousClock.now
         #expect(await Readiness.storeAnswers(SilentStore(base: store)) == false)
