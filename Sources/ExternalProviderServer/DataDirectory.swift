@@ -121,7 +121,7 @@ public struct DataDirectory: Sendable {
 }
 
 /// Why `serve` cannot start, said in one line that also says what to do.
-public struct ServeFailure: Error, CustomStringConvertible {
+public struct ServeFailure: Error, CustomStringConvertible, Equatable {
     public let description: String
 
     public init(_ description: String) {

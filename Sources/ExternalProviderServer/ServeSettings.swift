@@ -16,7 +16,7 @@ private let systemBind = Darwin.bind
 private let streamSocket = SOCK_STREAM
 #endif
 
-/// `serve`'s settings: each comes from its flag, else its environment variable, else its default.
+/// `serve`'s settings: each comes from its flag, else its environment variable, else its default (`Setting`).
 public struct ServeSettings: AppArguments, Equatable {
     public static let defaultHost = "127.0.0.1"
     /// The port every PiecesOS SDK uses by default.
@@ -92,53 +92,20 @@ public struct ServeSettings: AppArguments, Equatable {
         self.metrics = metrics
     }
 
-    public init(
-        host: String?,
-        port: Int?,
-        dataDirectory: String?,
-        logLevel: String?,
-        masterKeyFile: String? = nil,
-        allowedHosts: [String] = [],
-        allowedOrigins: [String] = [],
-        verifyKeys: Bool? = nil,
-        openAIBaseURL: String? = nil,
-        verifyTimeout: Double? = nil,
-        maxConnections: Int? = nil,
-        requestTimeout: Double? = nil,
-        relayMaxBody: Int? = nil,
-        relayTimeout: Double? = nil,
-        recheckInterval: String? = nil,
-        databaseURL: String? = nil,
-        migrate: Bool? = nil,
-        logFormat: String? = nil,
-        shutdownTimeout: Double? = nil,
-        metrics: Bool? = nil,
-        environment: [String: String] = ProcessInfo.processInfo.environment
-    ) throws {
-        func setting<T>(_ flag: T?, _ variable: String, default value: T, expecting: String, _ parse: (String) -> T?) throws -> T {
-            if let flag { return flag }
-            guard let raw = environment[variable] else { return value }
-            guard let parsed = parse(raw) else { throw ServeFailure("\(variable) must be \(expecting), not '\(raw)'") }
-            return parsed
-        }
-        self.host = try setting(host, "EXTERNAL_PROVIDER_HOST", default: Self.defaultHost, expecting: "a host") { $0 }
-        self.port = try setting(port, "EXTERNAL_PROVIDER_PORT", default: Self.defaultPort, expecting: "a number") { Int($0) }
+    /// Each setting from its flag, else its environment variable, else its default (`Setting`).
+    public init(_ settings: Settings) throws {
+        self.host = try settings.value(.host, default: Self.defaultHost, expecting: "a host") { $0 }
+        self.port = try settings.value(.port, default: Self.defaultPort, expecting: "a number") { Int($0) }
         guard (0...65535).contains(self.port) else { throw ServeFailure("the port must be between 0 and 65535, not \(self.port)") }
-        self.dataDirectory = try setting(
-            dataDirectory, "EXTERNAL_PROVIDER_DATA_DIR", default: Self.defaultDataDirectory(environment), expecting: "a path") { $0 }
+        self.dataDirectory = settings.dataDirectory
         let levels = Logger.Level.allCases.map(\.rawValue).joined(separator: ", ")
-        let level = try setting(logLevel, "EXTERNAL_PROVIDER_LOG_LEVEL", default: "info", expecting: "one of \(levels)") { $0 }
-        guard let parsed = Logger.Level(rawValue: level) else {
-            throw ServeFailure("unknown log level '\(level)'; use one of \(levels)")
-        }
-        self.logLevel = parsed
-        self.masterKeyFile = masterKeyFile ?? environment["EXTERNAL_PROVIDER_MASTER_KEY_FILE"]
-        self.allowedHosts = allowedHosts.isEmpty ? Self.list(environment["EXTERNAL_PROVIDER_ALLOW_HOST"]) : allowedHosts
-        self.allowedOrigins = allowedOrigins.isEmpty ? Self.list(environment["EXTERNAL_PROVIDER_ALLOW_ORIGIN"]) : allowedOrigins
+        self.logLevel = try settings.value(.logLevel, default: .info, expecting: "one of \(levels)") { Logger.Level(rawValue: $0) }
+        self.masterKeyFile = settings.text(.masterKeyFile)
+        self.allowedHosts = settings.list(.allowHost)
+        self.allowedOrigins = settings.list(.allowOrigin)
 
-        self.verifyKeys = try setting(verifyKeys, "EXTERNAL_PROVIDER_VERIFY_KEYS", default: true, expecting: "true or false", Self.boolean)
-        let baseURL = try setting(
-            openAIBaseURL, "EXTERNAL_PROVIDER_OPENAI_BASE_URL", default: OpenAIKeyVerifier.defaultBaseURL, expecting: "a URL") { $0 }
+        self.verifyKeys = try settings.bool(.verifyKeys, default: true)
+        let baseURL = try settings.value(.openAIBaseURL, default: OpenAIKeyVerifier.defaultBaseURL, expecting: "a URL") { $0 }
         guard let url = URL(string: baseURL), let scheme = url.scheme?.lowercased(), ["http", "https"].contains(scheme), let urlHost = url.host else {
             throw ServeFailure("the OpenAI base URL must be an http or https URL such as \(OpenAIKeyVerifier.defaultBaseURL), not '\(baseURL)'")
         }
@@ -147,48 +114,37 @@ public struct ServeSettings: AppArguments, Equatable {
             throw ServeFailure("the OpenAI base URL must use https, since keys are sent to it; plain http is allowed only to a loopback host such as 127.0.0.1, not '\(urlHost)'")
         }
         self.openAIBaseURL = baseURL
-        self.verifyTimeout = try setting(
-            verifyTimeout, "EXTERNAL_PROVIDER_VERIFY_TIMEOUT", default: Self.defaultVerifyTimeout, expecting: "a number of seconds") { Double($0) }
+        self.verifyTimeout = try settings.value(.verifyTimeout, default: Self.defaultVerifyTimeout, expecting: "a number of seconds") { Double($0) }
         guard self.verifyTimeout > 0, self.verifyTimeout <= 600 else {
             throw ServeFailure("the verify timeout must be more than 0 and at most 600 seconds, not \(self.verifyTimeout)")
         }
-        self.maxConnections = try setting(
-            maxConnections, "EXTERNAL_PROVIDER_MAX_CONNECTIONS", default: Self.defaultMaxConnections, expecting: "a number") { Int($0) }
+        self.maxConnections = try settings.value(.maxConnections, default: Self.defaultMaxConnections, expecting: "a number") { Int($0) }
         guard self.maxConnections >= 1 else {
             throw ServeFailure("--max-connections must be at least 1, not \(self.maxConnections)")
         }
-        self.requestTimeout = try setting(
-            requestTimeout, "EXTERNAL_PROVIDER_REQUEST_TIMEOUT", default: Self.defaultRequestTimeout, expecting: "a number of seconds") { Double($0) }
+        self.requestTimeout = try settings.value(.requestTimeout, default: Self.defaultRequestTimeout, expecting: "a number of seconds") { Double($0) }
         guard self.requestTimeout > 0, self.requestTimeout <= 3600 else {
             throw ServeFailure("the request timeout must be more than 0 and at most 3600 seconds, not \(self.requestTimeout)")
         }
-        self.relayMaxBody = try setting(
-            relayMaxBody, "EXTERNAL_PROVIDER_RELAY_MAX_BODY", default: Self.defaultRelayMaxBody, expecting: "a number of bytes") { Int($0) }
+        self.relayMaxBody = try settings.value(.relayMaxBody, default: Self.defaultRelayMaxBody, expecting: "a number of bytes") { Int($0) }
         guard self.relayMaxBody >= 0 else { throw ServeFailure("--relay-max-body must be a number of bytes, not \(self.relayMaxBody)") }
-        self.relayTimeout = try setting(
-            relayTimeout, "EXTERNAL_PROVIDER_RELAY_TIMEOUT", default: Self.defaultRelayTimeout, expecting: "a number of seconds") { Double($0) }
+        self.relayTimeout = try settings.value(.relayTimeout, default: Self.defaultRelayTimeout, expecting: "a number of seconds") { Double($0) }
         guard self.relayTimeout > 0, self.relayTimeout <= 86400 else {
             throw ServeFailure("the relay timeout must be more than 0 and at most 86400 seconds, not \(self.relayTimeout)")
         }
-        let interval = try setting(
-            recheckInterval, "EXTERNAL_PROVIDER_RECHECK_INTERVAL", default: "\(Int(Self.defaultRecheckInterval))", expecting: "a duration") { $0 }
-        guard let seconds = Self.duration(interval), seconds >= 0 else {
-            throw ServeFailure("--recheck-interval must be a duration such as 24h, 90m or 3600 (seconds), or 0 for never; not '\(interval)'")
-        }
-        self.recheckInterval = seconds
-        if case .postgres(let url) = try StoreLocation.resolve(dataDirectory: self.dataDirectory, databaseURL: databaseURL, environment: environment) {
+        self.recheckInterval = try settings.value(
+            .recheckInterval, default: Self.defaultRecheckInterval,
+            expecting: "a duration such as 24h, 90m or 3600 (seconds), or 0 for never") { Self.duration($0).flatMap { $0 >= 0 ? $0 : nil } }
+        if case .postgres(let url) = try StoreLocation(settings) {
             self.databaseURL = url
         }
-        self.migrate = try setting(migrate, "EXTERNAL_PROVIDER_MIGRATE", default: true, expecting: "true or false", Self.boolean)
-        let format = try setting(logFormat, "EXTERNAL_PROVIDER_LOG_FORMAT", default: LogFormat.text.rawValue, expecting: "text or json") { $0 }
-        guard let parsedFormat = LogFormat(rawValue: format) else { throw ServeFailure("--log-format must be text or json, not '\(format)'") }
-        self.logFormat = parsedFormat
-        self.shutdownTimeout = try setting(
-            shutdownTimeout, "EXTERNAL_PROVIDER_SHUTDOWN_TIMEOUT", default: Self.defaultShutdownTimeout, expecting: "a number of seconds") { Double($0) }
+        self.migrate = try settings.bool(.migrate, default: true)
+        self.logFormat = try settings.value(.logFormat, default: .text, expecting: "text or json") { LogFormat(rawValue: $0) }
+        self.shutdownTimeout = try settings.value(.shutdownTimeout, default: Self.defaultShutdownTimeout, expecting: "a number of seconds") { Double($0) }
         guard self.shutdownTimeout >= 0, self.shutdownTimeout <= 3600 else {
             throw ServeFailure("--shutdown-timeout must be 0 to 3600 seconds, not \(self.shutdownTimeout)")
         }
-        self.metrics = try setting(metrics, "EXTERNAL_PROVIDER_METRICS", default: true, expecting: "true or false", Self.boolean)
+        self.metrics = try settings.bool(.metrics, default: true)
     }
 
     static func boolean(_ text: String) -> Bool? {
@@ -213,11 +169,6 @@ public struct ServeSettings: AppArguments, Equatable {
         if name == "localhost" || name == "::1" { return true }
         let octets = name.split(separator: ".", omittingEmptySubsequences: false)
         return octets.count == 4 && octets.first == "127" && octets.allSatisfy { UInt8($0) != nil }
-    }
-
-    /// A comma-separated environment variable, as the repeatable flags' counterpart.
-    private static func list(_ value: String?) -> [String] {
-        (value ?? "").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
     }
 
     /// `$XDG_DATA_HOME/external-provider`, else `~/.local/share/external-provider`.

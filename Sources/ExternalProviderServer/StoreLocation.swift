@@ -6,14 +6,10 @@ import Logging
 import ServiceLifecycle
 
 /// Where the keys live: the embedded SQLite store in a data dir (the default), or a PostgreSQL database
-/// that several instances share. Every command resolves it the same way: `--database-url`, else
-/// `DATABASE_URL`, selects PostgreSQL; otherwise the data dir from `--data-dir`, else
-/// `EXTERNAL_PROVIDER_DATA_DIR`, else the default.
+/// that several instances share. Every command resolves it from its `Settings` the same way.
 public enum StoreLocation: Sendable, Equatable {
     case dataDirectory(String)
     case postgres(DatabaseURL)
-
-    public static let databaseURLVariable = "DATABASE_URL"
 
     /// For the log: the data dir, or the database with its password hidden.
     public var description: String {
@@ -23,15 +19,17 @@ public enum StoreLocation: Sendable, Equatable {
         }
     }
 
-    public static func resolve(dataDirectory: String?, databaseURL: String?, environment: [String: String]) throws -> StoreLocation {
-        if let text = databaseURL ?? environment[databaseURLVariable] {
+    /// `--database-url`, else `DATABASE_URL`, selects PostgreSQL; otherwise the data dir.
+    public init(_ settings: Settings) throws {
+        if let text = settings.text(.databaseURL) {
             do {
-                return .postgres(try DatabaseURL(text))
+                self = .postgres(try DatabaseURL(text))
             } catch {
                 throw ServeFailure(error.description)
             }
+        } else {
+            self = .dataDirectory(settings.dataDirectory)
         }
-        return .dataDirectory(dataDirectory ?? environment["EXTERNAL_PROVIDER_DATA_DIR"] ?? ServeSettings.defaultDataDirectory(environment))
     }
 
     /// In PostgreSQL mode the master key is given, never made: every instance must use the same one.

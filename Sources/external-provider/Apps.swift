@@ -109,16 +109,17 @@ struct RotateMasterKey: AsyncParsableCommand {
         }
         do {
             let count: Int
-            switch try store.location(environment) {
+            let (location, masterKeyFile) = try store.resolve(environment)
+            switch location {
             case .dataDirectory(let path):
                 count = try await DataDirectory(path).rotateMasterKey(
-                    to: newKey, masterKeyFile: store.masterKeyFile, environment: environment, logger: commandLogger)
+                    to: newKey, masterKeyFile: masterKeyFile, environment: environment, logger: commandLogger)
             case .postgres(let url):
                 count = try await StoreLocation.postgres(url).withPostgresStore(
-                    masterKeyFile: store.masterKeyFile, environment: environment, logger: commandLogger) { try await $0.rotateMasterKey(to: newKey) }
+                    masterKeyFile: masterKeyFile, environment: environment, logger: commandLogger) { try await $0.rotateMasterKey(to: newKey) }
             }
             print("re-sealed \(count) stored key(s) under master key \(newKey.id); the old master key is no longer needed")
-            if store.masterKeyFile != nil || environment[MasterKeySource.environmentVariable] != nil {
+            if masterKeyFile != nil || environment[MasterKeySource.environmentVariable] != nil {
                 print("start serve with --master-key-file \(newKeyFile) (or its contents in \(MasterKeySource.environmentVariable)) from now on")
             }
         } catch {
@@ -131,12 +132,17 @@ struct Migrate: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Apply the PostgreSQL migrations this version needs, under an advisory lock; `serve` does this itself unless given --no-migrate.")
 
-    @Option(help: "The PostgreSQL database. Env: DATABASE_URL.") var databaseURL: String?
+    @Option(name: .customLong(Setting.databaseURL.flag), help: ArgumentHelp(Setting.databaseURL.help)) var databaseURL: String?
 
     func run() async throws {
-        let environment = ProcessInfo.processInfo.environment
-        guard case .postgres(let url)? = try? StoreLocation.resolve(dataDirectory: nil, databaseURL: databaseURL, environment: environment) else {
-            fail("migrate needs --database-url or DATABASE_URL (the data dir's SQLite store migrates itself when opened)")
+        let url: DatabaseURL
+        do {
+            guard case .postgres(let given) = try StoreLocation(Settings(flags: [.databaseURL: databaseURL])) else {
+                fail("migrate needs --database-url or DATABASE_URL (the data dir's SQLite store migrates itself when opened)")
+            }
+            url = given
+        } catch {
+            fail("\(error)")
         }
         do {
             let applied = try await PostgresKeyStore.withClient(url, logger: commandLogger) { client in
@@ -162,8 +168,8 @@ func withStore<Result: Sendable>(
 ) async -> Result {
     let environment = ProcessInfo.processInfo.environment
     do {
-        return try await options.location(environment).withStore(
-            masterKeyFile: options.masterKeyFile, environment: environment, migrate: false, logger: commandLogger, body)
+        let (location, masterKeyFile) = try options.resolve(environment)
+        return try await location.withStore(masterKeyFile: masterKeyFile, environment: environment, migrate: false, logger: commandLogger, body)
     } catch {
         fail("\(error)")
     }

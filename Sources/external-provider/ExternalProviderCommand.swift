@@ -30,17 +30,17 @@ struct ExternalProviderCommand: AsyncParsableCommand {
 
 /// Where the store is and what opens it: shared by every command that touches the data dir.
 struct StoreOptions: ParsableArguments {
-    @Option(help: "Where the store lives, created with mode 0700. Env: EXTERNAL_PROVIDER_DATA_DIR. Default: $XDG_DATA_HOME/external-provider, else ~/.local/share/external-provider.")
-    var dataDir: String?
+    @Option(name: .customLong(Setting.dataDir.flag), help: ArgumentHelp(Setting.dataDir.help)) var dataDir: String?
+    @Option(name: .customLong(Setting.masterKeyFile.flag), help: ArgumentHelp(Setting.masterKeyFile.help)) var masterKeyFile: String?
+    @Option(name: .customLong(Setting.databaseURL.flag), help: ArgumentHelp(Setting.databaseURL.help)) var databaseURL: String?
 
-    @Option(help: "File holding the master key (base64 of 32 bytes). Env: EXTERNAL_PROVIDER_MASTER_KEY_FILE, or the key itself in EXTERNAL_PROVIDER_MASTER_KEY. Default: <data-dir>/master.key, made on first start; with --database-url it must be given.")
-    var masterKeyFile: String?
+    /// The flags given, for `Settings`.
+    var flags: [Setting: String?] { [.dataDir: dataDir, .masterKeyFile: masterKeyFile, .databaseURL: databaseURL] }
 
-    @Option(help: "Keep keys in this PostgreSQL database (postgres://user:password@host:5432/db?sslmode=require), shared by several instances, instead of the data dir. Env: DATABASE_URL.")
-    var databaseURL: String?
-
-    func location(_ environment: [String: String]) throws -> StoreLocation {
-        try StoreLocation.resolve(dataDirectory: dataDir, databaseURL: databaseURL, environment: environment)
+    /// The store and its master key file, each from its flag, else its variable, else its default.
+    func resolve(_ environment: [String: String]) throws -> (location: StoreLocation, masterKeyFile: String?) {
+        let settings = Settings(flags: flags, environment: environment)
+        return (try StoreLocation(settings), settings.text(.masterKeyFile))
     }
 }
 

@@ -13,26 +13,25 @@ import Darwin
 struct ServerOptions: ParsableArguments {
     @Option(help: "The running server. Default: http://localhost:1000.") var server = "http://localhost:1000"
 
-    @Option(help: "File holding the application id. Env: EXTERNAL_PROVIDER_APP_ID (the id itself). Default: the data dir's application-id file ($EXTERNAL_PROVIDER_DATA_DIR, else the default data dir).")
+    @Option(help: ArgumentHelp("File holding the application id; or give the id itself in \(Setting.applicationID.variable). Default: the data dir's application-id file (\(Setting.dataDir.variable), else the default data dir)."))
     var appIDFile: String?
 
     func client() -> ExternalProviderClient {
         guard let url = URL(string: server), let scheme = url.scheme, ["http", "https"].contains(scheme.lowercased()), url.host != nil else {
             exitWith(.badInput, "--server must be an http or https URL such as http://localhost:1000, not '\(server)'")
         }
-        let environment = ProcessInfo.processInfo.environment
+        let settings = Settings()
         let id: String
         do {
             if let appIDFile {
                 id = try ExternalProviderClient.applicationID(inFile: URL(fileURLWithPath: appIDFile))
-            } else if let given = environment["EXTERNAL_PROVIDER_APP_ID"]?.trimmingCharacters(in: .whitespacesAndNewlines), !given.isEmpty {
+            } else if let given = settings.text(.applicationID)?.trimmingCharacters(in: .whitespacesAndNewlines), !given.isEmpty {
                 id = given
             } else {
-                let directory = environment["EXTERNAL_PROVIDER_DATA_DIR"] ?? ServeSettings.defaultDataDirectory(environment)
-                id = try ExternalProviderClient.applicationID(inDataDirectory: URL(fileURLWithPath: directory))
+                id = try ExternalProviderClient.applicationID(inDataDirectory: URL(fileURLWithPath: settings.dataDirectory))
             }
         } catch {
-            exitWith(.badInput, "\(error.message); give --app-id-file or EXTERNAL_PROVIDER_APP_ID")
+            exitWith(.badInput, "\(error.message); give --app-id-file or \(Setting.applicationID.variable)")
         }
         return ExternalProviderClient(serverURL: url, applicationID: id)
     }

@@ -5,73 +5,50 @@ import Foundation
 struct Serve: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Run the HTTP server.")
 
-    @Option(help: "Address to listen on. Env: EXTERNAL_PROVIDER_HOST. Default: \(ServeSettings.defaultHost).")
-    var host: String?
-
-    @Option(help: "Port to listen on. Env: EXTERNAL_PROVIDER_PORT. Default: \(ServeSettings.defaultPort), the SDKs' default.")
-    var port: Int?
-
+    @Option(name: .customLong(Setting.host.flag), help: ArgumentHelp(Setting.host.help)) var host: String?
+    @Option(name: .customLong(Setting.port.flag), help: ArgumentHelp(Setting.port.help)) var port: Int?
     @OptionGroup var store: StoreOptions
-
-    @Option(help: "trace, debug, info, notice, warning, error or critical. Env: EXTERNAL_PROVIDER_LOG_LEVEL. Default: info.")
-    var logLevel: String?
-
-    @Option(help: "text, or json: one JSON object per line. Env: EXTERNAL_PROVIDER_LOG_FORMAT. Default: text.")
-    var logFormat: String?
-
-    @Option(name: .customLong("allow-origin"), help: "A web page origin (https://app.example.com) allowed to call the API; repeatable. Env: EXTERNAL_PROVIDER_ALLOW_ORIGIN, comma-separated. Default: none.")
-    var allowedOrigins: [String] = []
-
-    @Option(name: .customLong("allow-host"), help: "Another Host name (or name:port) the server answers to, e.g. behind a proxy; repeatable. Env: EXTERNAL_PROVIDER_ALLOW_HOST, comma-separated.")
-    var allowedHosts: [String] = []
-
-    @Flag(inversion: .prefixedNo, help: "Check each new key with OpenAI before storing it. Env: EXTERNAL_PROVIDER_VERIFY_KEYS (true/false). Default: on.")
-    var verifyKeys: Bool?
-
-    @Option(name: .customLong("openai-base-url"), help: "Where keys are checked: OpenAI, a proxy or a compatible gateway. Env: EXTERNAL_PROVIDER_OPENAI_BASE_URL. Default: \(OpenAIKeyVerifier.defaultBaseURL).")
-    var openAIBaseURL: String?
-
-    @Option(help: "Seconds the check may take to connect, and to answer. Env: EXTERNAL_PROVIDER_VERIFY_TIMEOUT. Default: 10.")
-    var verifyTimeout: Double?
-
-    @Option(help: "Connections open at once; more are closed as they arrive. Env: EXTERNAL_PROVIDER_MAX_CONNECTIONS. Default: \(ServeSettings.defaultMaxConnections).")
-    var maxConnections: Int?
-
-    @Option(help: "Seconds within which a request's head and body must arrive, or its connection is closed. Env: EXTERNAL_PROVIDER_REQUEST_TIMEOUT. Default: 60.")
-    var requestTimeout: Double?
-
-    @Option(help: "Bytes a request relayed to OpenAI may carry (a file or audio upload). Env: EXTERNAL_PROVIDER_RELAY_MAX_BODY. Default: 33554432 (32 MiB).")
-    var relayMaxBody: Int?
-
-    @Option(help: "Seconds the relay waits for OpenAI's answer to begin. Env: EXTERNAL_PROVIDER_RELAY_TIMEOUT. Default: 600.")
-    var relayTimeout: Double?
-
-    @Option(help: "How often each stored key is checked again with OpenAI: 24h, 90m, 3600 (seconds), or 0 for never. Env: EXTERNAL_PROVIDER_RECHECK_INTERVAL. Default: 24h.")
-    var recheckInterval: String?
-
-    @Flag(inversion: .prefixedNo, help: "With --database-url: apply missing migrations at start (under an advisory lock), or with --no-migrate refuse an outdated database. Env: EXTERNAL_PROVIDER_MIGRATE. Default: on.")
-    var migrate: Bool?
-
-    @Option(help: "Seconds requests in flight may take to finish after SIGTERM or SIGINT; relayed streams still open then are cut. Env: EXTERNAL_PROVIDER_SHUTDOWN_TIMEOUT. Default: 10.")
-    var shutdownTimeout: Double?
-
-    @Flag(inversion: .prefixedNo, help: "Serve GET /metrics (Prometheus text). Env: EXTERNAL_PROVIDER_METRICS (true/false). Default: on.")
-    var metrics: Bool?
+    @Option(name: .customLong(Setting.logLevel.flag), help: ArgumentHelp(Setting.logLevel.help)) var logLevel: String?
+    @Option(name: .customLong(Setting.logFormat.flag), help: ArgumentHelp(Setting.logFormat.help)) var logFormat: String?
+    @Option(name: .customLong(Setting.allowOrigin.flag), help: ArgumentHelp(Setting.allowOrigin.help)) var allowedOrigins: [String] = []
+    @Option(name: .customLong(Setting.allowHost.flag), help: ArgumentHelp(Setting.allowHost.help)) var allowedHosts: [String] = []
+    @Flag(name: .customLong(Setting.verifyKeys.flag), inversion: .prefixedNo, help: ArgumentHelp(Setting.verifyKeys.help)) var verifyKeys: Bool?
+    @Option(name: .customLong(Setting.openAIBaseURL.flag), help: ArgumentHelp(Setting.openAIBaseURL.help)) var openAIBaseURL: String?
+    @Option(name: .customLong(Setting.verifyTimeout.flag), help: ArgumentHelp(Setting.verifyTimeout.help)) var verifyTimeout: Double?
+    @Option(name: .customLong(Setting.maxConnections.flag), help: ArgumentHelp(Setting.maxConnections.help)) var maxConnections: Int?
+    @Option(name: .customLong(Setting.requestTimeout.flag), help: ArgumentHelp(Setting.requestTimeout.help)) var requestTimeout: Double?
+    @Option(name: .customLong(Setting.relayMaxBody.flag), help: ArgumentHelp(Setting.relayMaxBody.help)) var relayMaxBody: Int?
+    @Option(name: .customLong(Setting.relayTimeout.flag), help: ArgumentHelp(Setting.relayTimeout.help)) var relayTimeout: Double?
+    @Option(name: .customLong(Setting.recheckInterval.flag), help: ArgumentHelp(Setting.recheckInterval.help)) var recheckInterval: String?
+    @Flag(name: .customLong(Setting.migrate.flag), inversion: .prefixedNo, help: ArgumentHelp(Setting.migrate.help)) var migrate: Bool?
+    @Option(name: .customLong(Setting.shutdownTimeout.flag), help: ArgumentHelp(Setting.shutdownTimeout.help)) var shutdownTimeout: Double?
+    @Flag(name: .customLong(Setting.metrics.flag), inversion: .prefixedNo, help: ArgumentHelp(Setting.metrics.help)) var metrics: Bool?
 
     @Flag(help: "Allow core dumps of this process. They can hold keys, so they are off unless given.")
     var allowCoreDumps = false
 
     func run() async throws {
+        func text(_ value: (any CustomStringConvertible)?) -> String? { value?.description }
+        var flags: [Setting: String?] = store.flags
+        flags[.host] = host
+        flags[.port] = text(port)
+        flags[.logLevel] = logLevel
+        flags[.logFormat] = logFormat
+        flags[.verifyKeys] = text(verifyKeys)
+        flags[.openAIBaseURL] = openAIBaseURL
+        flags[.verifyTimeout] = text(verifyTimeout)
+        flags[.maxConnections] = text(maxConnections)
+        flags[.requestTimeout] = text(requestTimeout)
+        flags[.relayMaxBody] = text(relayMaxBody)
+        flags[.relayTimeout] = text(relayTimeout)
+        flags[.recheckInterval] = recheckInterval
+        flags[.migrate] = text(migrate)
+        flags[.shutdownTimeout] = text(shutdownTimeout)
+        flags[.metrics] = text(metrics)
+        let given = Settings(flags: flags, lists: [.allowOrigin: allowedOrigins, .allowHost: allowedHosts])
         let settings: ServeSettings
         do {
-            settings = try ServeSettings(
-                host: host, port: port, dataDirectory: store.dataDir, logLevel: logLevel,
-                masterKeyFile: store.masterKeyFile, allowedHosts: allowedHosts, allowedOrigins: allowedOrigins,
-                verifyKeys: verifyKeys, openAIBaseURL: openAIBaseURL, verifyTimeout: verifyTimeout,
-                maxConnections: maxConnections, requestTimeout: requestTimeout,
-                relayMaxBody: relayMaxBody, relayTimeout: relayTimeout, recheckInterval: recheckInterval,
-                databaseURL: store.databaseURL, migrate: migrate, logFormat: logFormat, shutdownTimeout: shutdownTimeout,
-                metrics: metrics)
+            settings = try ServeSettings(given)
         } catch {
             fail("\(error)")
         }

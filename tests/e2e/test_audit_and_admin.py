@@ -1,7 +1,10 @@
 """Operating, as an operator sees it: the audit trail, `keys delete`, and /metrics, each against a
 running server on either store."""
 
+import base64
 import json
+import os
+import subprocess
 import urllib.error
 import urllib.request
 from datetime import datetime, timedelta, timezone
@@ -9,7 +12,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from pieces_os_client.exceptions import ApiException
 
-from conftest import Server, sqlite_only
+from conftest import BINARY, Server, server_environment, sqlite_only
 from sdk_models import create, update
 
 KEY = "sk-proj-audit-0123456789abcdefWxyz"
@@ -111,3 +114,22 @@ def test_no_metrics_turns_the_endpoint_off(server):
         assert missing.value.code == 404
     finally:
         quiet.stop()
+
+
+def test_every_command_reads_the_store_settings_from_the_environment_as_serve_does(workdir):
+    """`apps create` with EXTERNAL_PROVIDER_MASTER_KEY_FILE once ignored the variable: it made a master.key
+    in the data dir and sealed under it, and `serve`, given the same variable, refused the store."""
+    key_file = workdir / "operator.key"
+    key_file.write_text(base64.b64encode(os.urandom(32)).decode() + "\n")
+    key_file.chmod(0o600)
+    data_dir = workdir / "from-environment"
+    environment = {**server_environment(), "EXTERNAL_PROVIDER_DATA_DIR": str(data_dir),
+                   "EXTERNAL_PROVIDER_MASTER_KEY_FILE": str(key_file)}
+    made = subprocess.run([str(BINARY), "apps", "create", "team"], capture_output=True, text=True,
+                          stdin=subprocess.DEVNULL, env=environment)
+    assert made.returncode == 0, made.stderr
+    assert not (data_dir / "master.key").exists()
+    listed = subprocess.run([str(BINARY), "apps", "list"], capture_output=True, text=True, stdin=subprocess.DEVNULL, env=environment)
+    assert listed.returncode == 0 and "team" in listed.stdout, listed.stderr
+    # serve, given the same key by flag, opens the store `apps` made.
+    Server(data_dir, ["--master-key-file", str(key_file)]).start().stop()
