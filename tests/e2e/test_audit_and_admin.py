@@ -12,7 +12,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from pieces_os_client.exceptions import ApiException
 
-from conftest import BINARY, Server, server_environment, sqlite_only
+from conftest import BINARY, DATABASE_URL, Server, new_database, server_environment, sqlite_only
 from sdk_models import create, update
 
 KEY = "sk-proj-audit-0123456789abcdefWxyz"
@@ -133,3 +133,17 @@ def test_every_command_reads_the_store_settings_from_the_environment_as_serve_do
     assert listed.returncode == 0 and "team" in listed.stdout, listed.stderr
     # serve, given the same key by flag, opens the store `apps` made.
     Server(data_dir, ["--master-key-file", str(key_file)]).start().stop()
+
+
+@pytest.mark.skipif(not DATABASE_URL, reason="needs the test PostgreSQL cluster")
+def test_the_readmes_postgresql_set_up_runs_from_the_environment(workdir):
+    """The README's several-instances example gives the database and the master key file in the
+    environment; `apps create` once refused it for want of a master key."""
+    key_file = workdir / "shared.key"
+    key_file.write_text(base64.b64encode(os.urandom(32)).decode() + "\n")
+    key_file.chmod(0o600)
+    environment = {**server_environment(), "DATABASE_URL": new_database(), "EXTERNAL_PROVIDER_MASTER_KEY_FILE": str(key_file)}
+    for command in (["migrate"], ["apps", "create", "team-app", "--scope", "keys", "--scope", "relay"], ["apps", "list"]):
+        result = subprocess.run([str(BINARY), *command], capture_output=True, text=True, stdin=subprocess.DEVNULL, env=environment)
+        assert result.returncode == 0, (command, result.stderr)
+    assert "team-app" in result.stdout
