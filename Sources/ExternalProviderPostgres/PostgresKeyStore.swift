@@ -133,39 +133,45 @@ public struct PostgresKeyStore: KeyStore {
         }
     }
 
-    /// The first attempts of several users' writes, one each: one read, one guarded statement, no
-    /// transaction around them.
+    /// The first attempts of a batch of writes: one read of every account, then the guarded writes, no
+    /// transaction around them when each user has one write. A user with several writes in the batch (a
+    /// busy user) has them decided one after another, each on the account the one before leaves, and
+    /// written in rounds: the first write of every user in one statement, the second in the next, and so
+    /// on, all in one transaction so that they share its commit.
     private func firstAttempts(_ batch: [(user: String, item: Decide)]) async -> [FirstAttempt] {
         do {
             return try await PostgresAvailability.classifying { [self] in
                 try await client.withConnection { connection in
-                    let accounts = try await load(batch.map(\.user), on: connection)
-                    var outcomes = [FirstAttempt](repeating: .needsTransaction, count: batch.count)
-                    var pending: [(index: Int, row: GuardedWriteRow, account: UserAccount)] = []
+                    let accounts = try await load(Array(Set(batch.map(\.user))), on: connection)
+                    var chains: [String: WriteChain] = [:]
                     for (index, (user, decide)) in batch.enumerated() {
-                        do {
-                            let (loaded, version) = accounts[user] ?? (nil, nil)
-                            let change = try decide(loaded)
-                            let rows = try writeRows(change, replacing: loaded, version: version)
-                            switch rows.count {
-                            case 0: outcomes[index] = .landed(change.account)
-                            case 1: pending.append((index, rows[0], change.account))
-                            default: continue  // several statements need a transaction
-                            }
-                        } catch {
-                            outcomes[index] = .failed(error)
+                        var chain = chains[user] ?? WriteChain(account: accounts[user]?.0, version: accounts[user]?.1)
+                        chain.decide(decide, index: index, store: self)
+                        chains[user] = chain
+                    }
+                    let rounds = chains.values.map(\.writeCount).max() ?? 0
+                    var landed: [Set<String>] = []
+                    func write() async throws {
+                        for round in 0..<rounds {
+                            // Only users whose earlier writes all landed: a later one expects their version.
+                            var rows = chains.values.compactMap { $0.row(round) }.filter { row in landed.allSatisfy { $0.contains(row.user) } }
+                            // Every batch locks its accounts in the same order, so two batches never deadlock.
+                            rows.sort { $0.user.utf8.lexicographicallyPrecedes($1.user.utf8) }
+                            landed.append(rows.isEmpty ? [] : try await GuardedWrites(rows: rows, now: Date()).run(on: connection, logger: logger))
                         }
                     }
-                    guard !pending.isEmpty else { return outcomes }
-                    // Every batch locks its accounts in the same order, so two batches never deadlock.
-                    pending.sort { $0.row.user.utf8.lexicographicallyPrecedes($1.row.user.utf8) }
                     do {
-                        let landed = try await GuardedWrites(rows: pending.map(\.row), now: Date()).run(on: connection, logger: logger)
-                        for entry in pending where landed.contains(entry.row.user) { outcomes[entry.index] = .landed(entry.account) }
+                        if rounds > 1 {
+                            try await PostgresTransaction.run(on: connection, logger: logger) { try await write() }
+                        } else {
+                            try await write()
+                        }
                     } catch let error as PSQLError where PostgresAvailability.isRetryable(error) {
-                        // Nothing of the statement landed (e.g. a deadlock with `rotate-master-key`): each
-                        // write tries again on its own.
+                        // Nothing landed (e.g. a deadlock with `rotate-master-key`): each write tries again on its own.
+                        landed = []
                     }
+                    var outcomes = [FirstAttempt](repeating: .needsTransaction, count: batch.count)
+                    for chain in chains.values { chain.settle(landed: landed, into: &outcomes) }
                     return outcomes
                 }
             }
@@ -273,6 +279,72 @@ public struct PostgresKeyStore: KeyStore {
 }
 
 typealias Decide = @Sendable (UserAccount?) throws -> AccountChange
+
+/// One user's writes in a batch, in arrival order, each decided on the account the one before it
+/// leaves. A write that needs several statements ends the chain: it and those after it are tried again
+/// alone.
+struct WriteChain {
+    private enum Step {
+        /// Lands with the write of `round`, if it and the user's writes before it land.
+        case write(index: Int, round: Int, row: GuardedWriteRow, account: UserAccount)
+        /// A no-op or a refusal, decided on the account the writes before it leave: it stands only if
+        /// they land. Otherwise it was decided on a state that never was, and is decided again alone.
+        case decided(index: Int, outcome: FirstAttempt)
+    }
+
+    private var account: UserAccount?
+    private var version: Int64?
+    private var steps: [Step] = []
+    private var rows: [GuardedWriteRow] = []
+    private var ended = false
+
+    init(account: UserAccount?, version: Int64?) {
+        self.account = account
+        self.version = version
+    }
+
+    var writeCount: Int { rows.count }
+
+    func row(_ round: Int) -> GuardedWriteRow? {
+        round < rows.count ? rows[round] : nil
+    }
+
+    mutating func decide(_ decide: Decide, index: Int, store: PostgresKeyStore) {
+        guard !ended else { return }
+        do {
+            let change = try decide(account)
+            let changeRows = try store.writeRows(change, replacing: account, version: version)
+            switch changeRows.count {
+            case 0:
+                steps.append(.decided(index: index, outcome: .landed(change.account)))
+            case 1:
+                steps.append(.write(index: index, round: rows.count, row: changeRows[0], account: change.account))
+                rows.append(changeRows[0])
+                account = change.account
+                // A landed row moves the version on by one; a new account starts at 1.
+                version = (version ?? 0) + 1
+            default:
+                ended = true
+            }
+        } catch {
+            steps.append(.decided(index: index, outcome: .failed(error)))
+        }
+    }
+
+    /// Each step's outcome, given the users whose row landed in each round; a step whose writes before
+    /// it did not all land is left to be tried again alone.
+    func settle(landed: [Set<String>], into outcomes: inout [FirstAttempt]) {
+        for step in steps {
+            switch step {
+            case .write(let index, let round, let row, let account):
+                guard round < landed.count, landed[round].contains(row.user) else { return }
+                outcomes[index] = .landed(account)
+            case .decided(let index, let outcome):
+                outcomes[index] = outcome
+            }
+        }
+    }
+}
 
 /// How a write's first attempt, in a batch, ended.
 enum FirstAttempt: Sendable {

@@ -10,25 +10,30 @@ enum PostgresTransaction {
         on client: PostgresClient, logger: Logger, _ body: @escaping @Sendable (PostgresConnection) async throws -> Result
     ) async throws -> Result {
         try await PostgresAvailability.classifying {
-            try await client.withConnection { connection in
-                try await connection.query("BEGIN", logger: logger)
-                let result: Result
-                do {
-                    result = try await body(connection)
-                } catch {
-                    do {
-                        try await connection.query("ROLLBACK", logger: logger)
-                    } catch {
-                        // A connection whose transaction state is unknown must not serve another request.
-                        try? await connection.close()
-                    }
-                    throw error
-                }
-                // The commit returns once it is durable (synchronous_commit=on, the server's default).
-                try await connection.query("COMMIT", logger: logger)
-                return result
-            }
+            try await client.withConnection { connection in try await run(on: connection, logger: logger) { try await body(connection) } }
         }
+    }
+
+    /// `body` in a transaction on `connection`: committed if it returns, rolled back if it throws.
+    static func run<Result: Sendable>(
+        on connection: PostgresConnection, logger: Logger, _ body: () async throws -> Result
+    ) async throws -> Result {
+        try await connection.query("BEGIN", logger: logger)
+        let result: Result
+        do {
+            result = try await body()
+        } catch {
+            do {
+                try await connection.query("ROLLBACK", logger: logger)
+            } catch {
+                // A connection whose transaction state is unknown must not serve another request.
+                try? await connection.close()
+            }
+            throw error
+        }
+        // The commit returns once it is durable (synchronous_commit=on, the server's default).
+        try await connection.query("COMMIT", logger: logger)
+        return result
     }
 }
 

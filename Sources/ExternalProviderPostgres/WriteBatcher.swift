@@ -5,7 +5,8 @@ import Synchronization
 /// paying each of them its own. No background task: the first caller of a batch runs it, in its own
 /// task, and hands the next batch to the first caller of that one. At most `concurrentBatches` run at
 /// once, and one user is in at most one running batch, so a batch never races itself or its siblings
-/// of this process for a user.
+/// of this process for a user. A batch takes every write of its users that is queued, in arrival order,
+/// so that one busy user's writes share a commit too.
 final class WriteBatcher<Item: Sendable, Outcome: Sendable>: Sendable {
     typealias Run = @Sendable ([(user: String, item: Item)]) async -> [Outcome]
 
@@ -26,20 +27,22 @@ final class WriteBatcher<Item: Sendable, Outcome: Sendable>: Sendable {
         var running = 0
         var usersInRunningBatches: Set<String> = []
 
-        /// The next batch: queued writes in arrival order, one per user, none of a user in a running
-        /// batch, at most `limit`. The others stay queued in their order.
+        /// The next batch: queued writes in arrival order, none of a user in a running batch, at most
+        /// `limit`. The others stay queued in their order.
         mutating func takeBatch(limit: Int) -> [Waiter] {
             var batch: [Waiter] = []
+            var batchUsers: Set<String> = []
             var left: [Waiter] = []
             for waiter in queue {
-                if batch.count < limit, !usersInRunningBatches.contains(waiter.user) {
-                    usersInRunningBatches.insert(waiter.user)
+                if batch.count < limit, batchUsers.contains(waiter.user) || !usersInRunningBatches.contains(waiter.user) {
+                    batchUsers.insert(waiter.user)
                     batch.append(waiter)
                 } else {
                     left.append(waiter)
                 }
             }
             queue = left
+            usersInRunningBatches.formUnion(batchUsers)
             return batch
         }
     }
@@ -48,13 +51,17 @@ final class WriteBatcher<Item: Sendable, Outcome: Sendable>: Sendable {
     private let concurrentBatches: Int
     private let batchLimit: Int
 
+    /// Writes waiting for a batch, for tests that must know a write has queued before they go on.
+    var queuedCount: Int { state.withLock { $0.queue.count } }
+
     init(concurrentBatches: Int, batchLimit: Int) {
         self.concurrentBatches = concurrentBatches
         self.batchLimit = batchLimit
     }
 
-    /// `item`'s outcome, once the batch it joined has run. `run` runs a batch and returns one outcome per
-    /// item, in order; every caller passes the same one, and whichever caller leads a batch runs it.
+    /// `item`'s outcome, once the batch it joined has run. `run` runs a batch, in which a user's items are
+    /// in the order they were submitted, and returns one outcome per item, in order; every caller passes
+    /// the same one, and whichever caller leads a batch runs it.
     func submit(_ item: Item, of user: String, run: @escaping Run) async -> Outcome {
         let turn = await withCheckedContinuation { continuation in
             let batch = state.withLock { state -> [Waiter] in
