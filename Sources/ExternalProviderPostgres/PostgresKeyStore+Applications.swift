@@ -45,14 +45,33 @@ extension PostgresKeyStore: ApplicationRegistry {
     }
 
     public func activeApplication(id: String) async throws -> ApplicationGrant? {
-        let hash = ApplicationID.hash(id)
+        let statement = ActiveApplication(idHash: ApplicationID.hash(id))
         return try await PostgresAvailability.classifying { [client, logger] in
-            let rows = try await client.query(
-                "SELECT name, scopes, bound_user FROM application WHERE id_hash = \(hash) AND revoked_at IS NULL", logger: logger)
-            for try await (name, scopes, boundUser) in rows.decode((String, String, String?).self) {
-                return ApplicationGrant(name: name, scopes: ApplicationScope.parse(stored: scopes), boundUser: boundUser)
+            try await client.withConnection { connection in
+                var grant: ApplicationGrant?
+                for try await (name, scopes, boundUser) in try await connection.execute(statement, logger: logger) {
+                    grant = ApplicationGrant(name: name, scopes: ApplicationScope.parse(stored: scopes), boundUser: boundUser)
+                }
+                return grant
             }
-            return nil
         }
     }
+}
+
+/// The unrevoked application whose id hashes to `idHash`: asked on every request with an id not seen
+/// valid in the last second, so prepared, like the account statements.
+struct ActiveApplication: PostgresPreparedStatement {
+    static let name = "ep_active_application"
+    static let sql = "SELECT name, scopes, bound_user FROM application WHERE id_hash = $1::bytea AND revoked_at IS NULL"
+    typealias Row = (String, String, String?)
+
+    let idHash: Data
+
+    func makeBindings() throws -> PostgresBindings {
+        var bindings = PostgresBindings(capacity: 1)
+        try bindings.append(idHash)
+        return bindings
+    }
+
+    func decodeRow(_ row: PostgresRow) throws -> Row { try row.decode(Row.self) }
 }
