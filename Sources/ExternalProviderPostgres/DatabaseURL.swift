@@ -43,8 +43,8 @@ public struct DatabaseURL: Sendable, Equatable {
         "postgres://\(username)\(password == nil ? "" : ":***")@\(host):\(port)/\(database ?? "")?sslmode=\(sslMode.rawValue)"
     }
 
-    /// The pool's keep-alive interval and idle timeout, for the reason beside their use.
-    static let poolTimer: Duration = .seconds(5)
+    /// How long a pooled connection may sit idle before it is closed, for the reason beside its use.
+    static let poolIdleTimeout: Duration = .seconds(5)
 
     var clientConfiguration: PostgresClient.Configuration {
         let tls: PostgresClient.Configuration.TLS =
@@ -60,11 +60,12 @@ public struct DatabaseURL: Sendable, Equatable {
         // the minimum, its idle timer, as sleeping tasks; the next lease cancels them. A cancelled sleep
         // keeps its memory until its deadline would have come (swiftlang/swift#60441), so memory grows
         // with leases/s × the timers' length: 401s at 3,000/s, one lease each, held 125 MiB more with the
-        // defaults (30 s and 60 s). Short timers bound that; the two minimum connections have no idle
-        // timer, so light traffic never waits for a connection to be reopened.
-        configuration.options.keepAliveBehavior = .init(frequency: Self.poolTimer)
-        configuration.options.connectionIdleTimeout = Self.poolTimer
-        configuration.options.minimumConnections = 2
+        // defaults (30 s and 60 s). So: no keep-alive, and a 5 s idle timeout, which also means no
+        // connection sits idle long enough to go stale behind a firewall; after a quiet spell the next
+        // request opens one. (Keep-alive and idle timers of 5 s each made the pool's shutdown hang until
+        // the process was killed; keep-alive off, it closes at once.)
+        configuration.options.keepAliveBehavior = nil
+        configuration.options.connectionIdleTimeout = Self.poolIdleTimeout
         return configuration
     }
 }
