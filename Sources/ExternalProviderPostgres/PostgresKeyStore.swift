@@ -151,13 +151,14 @@ public struct PostgresKeyStore: KeyStore {
                     }
                     let rounds = chains.values.map(\.writeCount).max() ?? 0
                     var landed: [Set<String>] = []
+                    let now = Date()
                     func write() async throws {
                         for round in 0..<rounds {
                             // Only users whose earlier writes all landed: a later one expects their version.
                             var rows = chains.values.compactMap { $0.row(round) }.filter { row in landed.allSatisfy { $0.contains(row.user) } }
                             // Every batch locks its accounts in the same order, so two batches never deadlock.
                             rows.sort { $0.user.utf8.lexicographicallyPrecedes($1.user.utf8) }
-                            landed.append(rows.isEmpty ? [] : try await GuardedWrites(rows: rows, now: Date()).run(on: connection, logger: logger))
+                            landed.append(rows.isEmpty ? [] : try await GuardedWrites(rows: rows, now: now).run(on: connection, logger: logger))
                         }
                     }
                     do {
@@ -245,7 +246,7 @@ public struct PostgresKeyStore: KeyStore {
         func row(_ operation: GuardedWriteRow.Operation, of provider: Provider?) -> GuardedWriteRow {
             GuardedWriteRow(
                 user: new.user.rawValue, globalID: new.globalID,
-                expectedVersion: rows.isEmpty ? version : (version ?? 0) + Int64(rows.count),
+                expectedVersion: GuardedWriteRow.version(after: version, rows: rows.count),
                 operation: operation, provider: provider?.rawValue, audit: rows.isEmpty ? change.audit : nil)
         }
         for provider in Provider.allCases {
@@ -321,8 +322,7 @@ struct WriteChain {
                 steps.append(.write(index: index, round: rows.count, row: changeRows[0], account: change.account))
                 rows.append(changeRows[0])
                 account = change.account
-                // A landed row moves the version on by one; a new account starts at 1.
-                version = (version ?? 0) + 1
+                version = GuardedWriteRow.version(after: version, rows: 1)
             default:
                 ended = true
             }

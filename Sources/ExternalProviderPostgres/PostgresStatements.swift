@@ -83,6 +83,12 @@ struct GuardedWriteRow: Sendable {
     var sealedOrganization: ByteBuffer? = nil
     /// For an insert and a new pair: the health it starts with.
     var health: KeyHealth? = nil
+
+    /// The account's version once `rows` rows have landed on it from `version` (`nil`: none yet). A new
+    /// account starts at 1 (the column's default), and each landed row moves it on by one.
+    static func version(after version: Int64?, rows: Int) -> Int64? {
+        rows == 0 ? version : (version ?? 0) + Int64(rows)
+    }
 }
 
 /// Writes of several users at once, each guarded by its account's version, in one statement and so one

@@ -47,20 +47,16 @@ enum PostgresAvailability {
 
     static func classifying<Result: Sendable>(_ body: @escaping @Sendable () async throws -> Result) async throws -> Result {
         do {
-            return try await answering(within: operationDeadline, body)
+            // Answered at the deadline without waiting for `body` to end: a query sent on a connection the
+            // database dropped as it stopped can wait on PostgresNIO for longer than the caller may,
+            // whatever its cancellation (seen in the outage test: a request that never answered).
+            return try await Deadline.answering(
+                within: operationDeadline, orThrowing: { StoreUnavailable("PostgreSQL did not answer within \(operationDeadline)") }, body)
         } catch let error as PSQLError where isUnavailable(error) {
             throw StoreUnavailable("PostgreSQL is unavailable: \(error.code)")
         } catch let error as IOError {
             throw StoreUnavailable("PostgreSQL is unavailable: \(error)")
         }
-    }
-
-    /// `body`'s result, or `StoreUnavailable` once `deadline` has passed, without waiting for `body` to
-    /// end: a query sent on a connection the database dropped as it stopped can wait on PostgresNIO for
-    /// longer than the caller may, whatever its cancellation (seen in the outage test: a request that
-    /// never answered).
-    static func answering<Result: Sendable>(within deadline: Duration, _ body: @escaping @Sendable () async throws -> Result) async throws -> Result {
-        try await Deadline.answering(within: deadline, orThrowing: { StoreUnavailable("PostgreSQL did not answer within \(deadline)") }, body)
     }
 
     /// A deadlock or serialization failure: PostgreSQL rolled the statement back, and it may be tried again.

@@ -61,7 +61,7 @@ extension Setting {
         default: "$XDG_DATA_HOME/external-provider, else ~/.local/share/external-provider")
     public static let masterKeyFile = Setting(
         "master-key-file",
-        "File holding the master key (base64 of 32 bytes); or give the key itself in EXTERNAL_PROVIDER_MASTER_KEY.",
+        "File holding the master key (base64 of 32 bytes); or give the key itself in \(MasterKeySource.environmentVariable).",
         default: "<data-dir>/master.key, made on first start; with --database-url it must be given")
     public static let databaseURL = Setting(
         "database-url",
