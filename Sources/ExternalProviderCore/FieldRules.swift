@@ -13,7 +13,8 @@ public struct FieldRules: Sendable {
     public static let userMaxBytes = 256
     public static let fieldMaxBytes = 1024
 
-    public static let user = FieldRules(name: "user", maxBytes: userMaxBytes, allowsEmpty: false, allowsWhitespace: true)
+    /// A user id is named in logs and messages: no character in it may break a line or reorder one.
+    public static let user = FieldRules(name: "user", maxBytes: userMaxBytes, allowsEmpty: false, allowsWhitespace: true, allowsFormatCharacters: false)
     public static let apiKey = FieldRules(name: "open_AI.api_key", maxBytes: fieldMaxBytes, allowsEmpty: true, allowsWhitespace: false)
     public static let apiKeyName = FieldRules(name: "open_AI.api_key_name", maxBytes: fieldMaxBytes, allowsEmpty: true, allowsWhitespace: true)
     public static let organizationKey = FieldRules(name: "open_AI.organization_key", maxBytes: fieldMaxBytes, allowsEmpty: true, allowsWhitespace: false)
@@ -23,6 +24,17 @@ public struct FieldRules: Sendable {
     public let allowsEmpty: Bool
     /// Keys and organization ids never contain spaces: one almost always means a paste went wrong.
     public let allowsWhitespace: Bool
+    /// Format characters (bidirectional controls such as U+202E, zero-width joiners) are invisible and
+    /// can reorder a line of text on screen.
+    public let allowsFormatCharacters: Bool
+
+    init(name: String, maxBytes: Int, allowsEmpty: Bool, allowsWhitespace: Bool, allowsFormatCharacters: Bool = true) {
+        self.name = name
+        self.maxBytes = maxBytes
+        self.allowsEmpty = allowsEmpty
+        self.allowsWhitespace = allowsWhitespace
+        self.allowsFormatCharacters = allowsFormatCharacters
+    }
 
     public func check(_ value: String) throws(InvalidInput) {
         if value.isEmpty, !allowsEmpty {
@@ -32,8 +44,15 @@ public struct FieldRules: Sendable {
             throw InvalidInput("Field '\(name)' must be at most \(maxBytes) bytes.")
         }
         for scalar in value.unicodeScalars {
-            if scalar.properties.generalCategory == .control {
+            switch scalar.properties.generalCategory {
+            case .control:
                 throw InvalidInput("Field '\(name)' must not contain control characters.")
+            case .lineSeparator, .paragraphSeparator:
+                throw InvalidInput("Field '\(name)' must not contain line or paragraph separators.")
+            case .format where !allowsFormatCharacters:
+                throw InvalidInput("Field '\(name)' must not contain invisible format characters such as bidirectional controls.")
+            default:
+                break
             }
             if !allowsWhitespace, scalar.properties.isWhitespace {
                 throw InvalidInput("Field '\(name)' must not contain spaces.")

@@ -34,8 +34,14 @@ public protocol KeyStore: Sendable {
     /// The audit trail's entries that match `query`, oldest first.
     func auditTrail(_ query: AuditQuery) async throws -> [AuditEntry]
 
-    /// Up to `limit` keys never checked or last checked before `cutoff`, the longest unchecked first.
-    func keysDueForCheck(checkedBefore cutoff: Date, limit: Int) async throws -> [(UserID, ProviderCredentials)]
+    /// Up to `limit` keys never checked or last checked before `cutoff`, the longest unchecked first,
+    /// leaving out those whose check was put off (`deferCheck`) past `now`.
+    func keysDueForCheck(checkedBefore cutoff: Date, at now: Date, limit: Int) async throws -> [(UserID, ProviderCredentials)]
+
+    /// Puts off the next check of `credentials` until `until`, after a check that got no answer, only if
+    /// they are still the user's stored pair; the next health recorded for them clears it. Returns
+    /// whether it did.
+    func deferCheck(of credentials: ProviderCredentials, for user: UserID, until: Date) async throws -> Bool
 }
 
 /// What one transaction leaves behind: the account after it, and the health to record for every key
@@ -57,7 +63,7 @@ public struct AccountChange: Sendable, Equatable {
 /// response. It goes up by one whenever what is stored changes meaning or gains a field, and each
 /// store's migrations say which version they bring the store to.
 public enum DataVersion {
-    public static let current = 3
+    public static let current = 4
 }
 
 /// The store cannot be reached just now (its database is down or restarting): the request may be sent

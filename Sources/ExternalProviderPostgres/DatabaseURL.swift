@@ -46,6 +46,20 @@ public struct DatabaseURL: Sendable, Equatable {
     /// How long a pooled connection may sit idle before it is closed, for the reason beside its use.
     static let poolIdleTimeout: Duration = .seconds(5)
 
+    /// `host:port`, for messages.
+    var address: String { "\(host):\(port)" }
+
+    /// One connection of its own, for a diagnosis.
+    var connectionConfiguration: PostgresConnection.Configuration {
+        let tls: PostgresConnection.Configuration.TLS =
+            switch sslMode {
+            case .disable: .disable
+            case .allow, .prefer: .prefer(try! .init(configuration: .makeClientConfiguration()))
+            case .require, .verifyCA, .verifyFull: .require(try! .init(configuration: .makeClientConfiguration()))
+            }
+        return PostgresConnection.Configuration(host: host, port: port, username: username, password: password, database: database, tls: tls)
+    }
+
     var clientConfiguration: PostgresClient.Configuration {
         let tls: PostgresClient.Configuration.TLS =
             switch sslMode {

@@ -68,11 +68,11 @@ enum PostgresAuditTable {
 
 extension PostgresKeyStore {
     public func auditTrail(_ query: AuditQuery) async throws -> [AuditEntry] {
-        try await PostgresAvailability.classifying { [client, logger] in try await PostgresAuditTable.entries(query, on: client, logger: logger) }
+        try await availability.classifying { [client, logger] in try await PostgresAuditTable.entries(query, on: client, logger: logger) }
     }
 
     public func keyCountsByHealth() async throws -> [String: Int] {
-        try await PostgresAvailability.classifying { [client, logger] in
+        try await availability.classifying { [client, logger] in
             var counts: [String: Int] = [:]
             for try await (health, count) in try await client.query("SELECT health, count(*) FROM provider_key GROUP BY health", logger: logger)
                 .decode((String, Int).self)

@@ -22,7 +22,7 @@ extension PostgresKeyStore: ApplicationRegistry {
     }
 
     public func applications() async throws -> [RegisteredApplication] {
-        try await PostgresAvailability.classifying { [client, logger] in
+        try await availability.classifying { [client, logger] in
             let rows = try await client.query(
                 "SELECT name, created_at, revoked_at, scopes, bound_user FROM application ORDER BY created_at", logger: logger)
             var applications: [RegisteredApplication] = []
@@ -46,7 +46,7 @@ extension PostgresKeyStore: ApplicationRegistry {
 
     public func activeApplication(id: String) async throws -> ApplicationGrant? {
         let statement = ActiveApplication(idHash: ApplicationID.hash(id))
-        return try await PostgresAvailability.classifying { [client, logger] in
+        return try await availability.classifying { [client, logger] in
             try await client.withConnection { connection in
                 var grant: ApplicationGrant?
                 for try await (name, scopes, boundUser) in try await connection.execute(statement, logger: logger) {

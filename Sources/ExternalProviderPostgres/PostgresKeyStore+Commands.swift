@@ -22,7 +22,7 @@ extension PostgresKeyStore {
         _ url: DatabaseURL, masterKey: MasterKey, migrate: Bool, logger: Logger, _ body: @Sendable (PostgresKeyStore) async throws -> Result
     ) async throws -> Result {
         try await withClient(url, logger: logger) { client in
-            try await body(try await open(client: client, masterKey: masterKey, migrate: migrate, logger: logger))
+            try await body(try await open(client: client, masterKey: masterKey, diagnosing: url, migrate: migrate, logger: logger))
         }
     }
 }

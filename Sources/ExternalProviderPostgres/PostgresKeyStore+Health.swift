@@ -5,6 +5,31 @@ import PostgresNIO
 
 extension PostgresKeyStore {
     public func recordHealth(_ health: KeyHealth, of credentials: ProviderCredentials, for user: UserID) async throws -> Bool {
+        let columns = KeyHealthColumns(health)
+        let provider = credentials.provider.rawValue
+        return try await updateIfStillStored(credentials, of: user) { [logger] connection in
+            try await connection.query(
+                """
+                UPDATE provider_key SET health = \(columns.word), health_checked_at = \(columns.checkedAt), health_code = \(columns.code),
+                    recheck_after = NULL
+                WHERE user_id = \(user.rawValue) AND provider = \(provider)
+                """, logger: logger)
+        }
+    }
+
+    public func deferCheck(of credentials: ProviderCredentials, for user: UserID, until: Date) async throws -> Bool {
+        let provider = credentials.provider.rawValue
+        return try await updateIfStillStored(credentials, of: user) { [logger] connection in
+            try await connection.query(
+                "UPDATE provider_key SET recheck_after = \(until) WHERE user_id = \(user.rawValue) AND provider = \(provider)", logger: logger)
+        }
+    }
+
+    /// Runs `update` only if `credentials` are still the user's stored pair, with the row locked: the key
+    /// may have been replaced since it was used, and what the provider said is not about the new one.
+    private func updateIfStillStored(
+        _ credentials: ProviderCredentials, of user: UserID, _ update: @escaping @Sendable (PostgresConnection) async throws -> Void
+    ) async throws -> Bool {
         try await transaction { [self] connection in
             let provider = credentials.provider.rawValue
             let rows = try await connection.query(
@@ -16,20 +41,14 @@ extension PostgresKeyStore {
             for try await (apiKey, name, organization) in rows.decode((Data, String?, Data?).self) {
                 stored = try codec.open(.init(apiKey: apiKey, organizationKey: organization), name: name, user: user.rawValue, provider: provider)
             }
-            // The key may have been replaced since it was used: what OpenAI said is not about the new one.
             guard let stored, ProviderCredentials(credentials.provider, stored) == credentials else { return false }
-            let columns = KeyHealthColumns(health)
-            try await connection.query(
-                """
-                UPDATE provider_key SET health = \(columns.word), health_checked_at = \(columns.checkedAt), health_code = \(columns.code)
-                WHERE user_id = \(user.rawValue) AND provider = \(provider)
-                """, logger: logger)
+            try await update(connection)
             return true
         }
     }
 
     public func storedKeys() async throws -> [StoredKeySummary] {
-        try await PostgresAvailability.classifying { [self] in
+        try await availability.classifying { [self] in
             try await client.withConnection { connection in
                 let rows = try await connection.query(
                     """
@@ -53,13 +72,13 @@ extension PostgresKeyStore {
         }
     }
 
-    public func keysDueForCheck(checkedBefore cutoff: Date, limit: Int) async throws -> [(UserID, ProviderCredentials)] {
-        try await PostgresAvailability.classifying { [self] in
+    public func keysDueForCheck(checkedBefore cutoff: Date, at now: Date, limit: Int) async throws -> [(UserID, ProviderCredentials)] {
+        try await availability.classifying { [self] in
             try await client.withConnection { connection in
                 let rows = try await connection.query(
                     """
                     SELECT user_id, provider, api_key, api_key_name, organization_key FROM provider_key
-                    WHERE health_checked_at IS NULL OR health_checked_at < \(cutoff)
+                    WHERE (health_checked_at IS NULL OR health_checked_at < \(cutoff)) AND (recheck_after IS NULL OR recheck_after <= \(now))
                     ORDER BY health_checked_at NULLS FIRST LIMIT \(limit)
                     """, logger: logger)
                 var due: [(UserID, ProviderCredentials)] = []

@@ -17,6 +17,8 @@ public struct PostgresKeyStore: KeyStore {
     let masterKey: MasterKey
     let codec: SealedKeyCodec
     let logger: Logger
+    /// Sorts failures into unavailable and faults, and names an outage's cause.
+    let availability: PostgresAvailability
     /// Two batches at once: one waits for its commit while the next is read and decided. Measured with
     /// 16 and 64 writers on 2 cores, one batch left the cores idle during commits, and three or four
     /// split the writers into smaller batches for no gain.
@@ -29,9 +31,11 @@ public struct PostgresKeyStore: KeyStore {
         PostgresClient(configuration: url.clientConfiguration, backgroundLogger: logger)
     }
 
-    /// The store on `client`, which must be running before the store is used; `prepare` it first.
-    public init(client: PostgresClient, masterKey: MasterKey, logger: Logger) {
+    /// The store on `client`, which must be running before the store is used; `prepare` it first. With
+    /// `url`, an outage is reported with its cause (a refused connection, TLS, credentials, no answer).
+    public init(client: PostgresClient, masterKey: MasterKey, diagnosing url: DatabaseURL? = nil, logger: Logger) {
         self.client = client
+        self.availability = PostgresAvailability(diagnosing: url)
         self.masterKey = masterKey
         self.codec = SealedKeyCodec(masterKey: masterKey)
         self.logger = logger
@@ -42,7 +46,7 @@ public struct PostgresKeyStore: KeyStore {
     /// this one in a new database.
     public func prepare(migrate: Bool) async throws {
         if migrate {
-            let applied = try await Self.migrate(client: client, logger: logger)
+            let applied = try await Self.migrate(client: client, availability: availability, logger: logger)
             if !applied.isEmpty { logger.notice("migrated the database", metadata: ["migrations": "\(applied)"]) }
         }
         let version = try await dataVersion()
@@ -54,23 +58,29 @@ public struct PostgresKeyStore: KeyStore {
     }
 
     /// The store on a running `client`, prepared.
-    public static func open(client: PostgresClient, masterKey: MasterKey, migrate: Bool, logger: Logger) async throws -> PostgresKeyStore {
-        let store = PostgresKeyStore(client: client, masterKey: masterKey, logger: logger)
+    public static func open(
+        client: PostgresClient, masterKey: MasterKey, diagnosing url: DatabaseURL? = nil, migrate: Bool, logger: Logger
+    ) async throws -> PostgresKeyStore {
+        let store = PostgresKeyStore(client: client, masterKey: masterKey, diagnosing: url, logger: logger)
         try await store.prepare(migrate: migrate)
         return store
     }
 
     /// Applies the migrations that are missing and returns their versions.
-    public static func migrate(client: PostgresClient, logger: Logger) async throws -> [Int] {
-        try await PostgresAvailability.classifying { try await PostgresMigrations.apply(on: client, logger: logger) }
+    public static func migrate(client: PostgresClient, diagnosing url: DatabaseURL? = nil, logger: Logger) async throws -> [Int] {
+        try await migrate(client: client, availability: PostgresAvailability(diagnosing: url), logger: logger)
+    }
+
+    static func migrate(client: PostgresClient, availability: PostgresAvailability, logger: Logger) async throws -> [Int] {
+        try await availability.classifying { try await PostgresMigrations.apply(on: client, availability: availability, logger: logger) }
     }
 
     public func dataVersion() async throws -> Int {
-        try await PostgresAvailability.classifying { [client, logger] in try await PostgresMigrations.dataVersion(on: client, logger: logger) }
+        try await availability.classifying { [client, logger] in try await PostgresMigrations.dataVersion(on: client, logger: logger) }
     }
 
     func transaction<Result: Sendable>(_ body: @escaping @Sendable (PostgresConnection) async throws -> Result) async throws -> Result {
-        try await PostgresTransaction.run(on: client, logger: logger, body)
+        try await PostgresTransaction.run(on: client, availability: availability, logger: logger, body)
     }
 
     /// The master key this store seals under must be the one the database records: a new database
@@ -91,11 +101,11 @@ public struct PostgresKeyStore: KeyStore {
     }
 
     public func checkReachable() async throws {
-        try await PostgresAvailability.classifying { [client, logger] in try await client.query("SELECT 1", logger: logger) }
+        try await availability.classifying { [client, logger] in try await client.query("SELECT 1", logger: logger) }
     }
 
     public func account(for user: UserID) async throws -> UserAccount? {
-        try await PostgresAvailability.classifying { [self] in
+        try await availability.classifying { [self] in
             try await client.withConnection { connection in
                 var account: UserAccount?
                 for try await (_, globalID, name, apiKey, apiKeyName, organizationKey) in try await connection.execute(
@@ -140,7 +150,7 @@ public struct PostgresKeyStore: KeyStore {
     /// on, all in one transaction so that they share its commit.
     private func firstAttempts(_ batch: [(user: String, item: Decide)]) async -> [FirstAttempt] {
         do {
-            return try await PostgresAvailability.classifying { [self] in
+            return try await availability.classifying { [self] in
                 try await client.withConnection { connection in
                     let accounts = try await load(Array(Set(batch.map(\.user))), on: connection)
                     var chains: [String: WriteChain] = [:]

@@ -57,11 +57,17 @@ enum PostgresMigrations {
                 "CREATE TABLE store_meta (name TEXT PRIMARY KEY, value BYTEA NOT NULL)",
             ]),
         Migration(version: 2, name: "audit trail", dataVersion: 3, statements: PostgresAuditTable.migration),
+        Migration(
+            version: 3, name: "deferred key checks", dataVersion: 4,
+            statements: [
+                // When a key's next check may run, after a check that got no answer; NULL: whenever it is due.
+                "ALTER TABLE provider_key ADD COLUMN recheck_after TIMESTAMPTZ",
+            ]),
     ]
 
     /// Applies what is missing; returns the versions applied. Refuses a database a newer version migrated.
-    static func apply(on client: PostgresClient, logger: Logger) async throws -> [Int] {
-        try await PostgresTransaction.run(on: client, logger: logger) { connection in
+    static func apply(on client: PostgresClient, availability: PostgresAvailability, logger: Logger) async throws -> [Int] {
+        try await PostgresTransaction.run(on: client, availability: availability, logger: logger) { connection in
             try await connection.query("SELECT pg_advisory_xact_lock(\(lockClass), 0)", logger: logger)
             try await connection.query(
                 PostgresQuery(unsafeSQL: """

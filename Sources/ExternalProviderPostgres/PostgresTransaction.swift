@@ -7,9 +7,10 @@ import PostgresNIO
 /// own `withTransaction` wraps them), with connection failures turned into `StoreUnavailable`.
 enum PostgresTransaction {
     static func run<Result: Sendable>(
-        on client: PostgresClient, logger: Logger, _ body: @escaping @Sendable (PostgresConnection) async throws -> Result
+        on client: PostgresClient, availability: PostgresAvailability, logger: Logger,
+        _ body: @escaping @Sendable (PostgresConnection) async throws -> Result
     ) async throws -> Result {
-        try await PostgresAvailability.classifying {
+        try await availability.classifying {
             try await client.withConnection { connection in try await run(on: connection, logger: logger) { try await body(connection) } }
         }
     }
@@ -38,24 +39,37 @@ enum PostgresTransaction {
 }
 
 /// Sorts PostgreSQL's failures by type: those that mean "the database is not there just now" become
-/// `StoreUnavailable`; everything else is left as it is, a fault. Also bounds how long an operation may
-/// take, since the pool otherwise waits for a connection for as long as the database is down.
-enum PostgresAvailability {
+/// `StoreUnavailable`, named by their cause (`PostgresDiagnosis`); everything else is left as it is, a
+/// fault. Also bounds how long an operation may take, since the pool otherwise waits for a connection
+/// for as long as the database is down.
+struct PostgresAvailability: Sendable {
     /// A store operation is a few small statements: one that takes longer is waiting for a database
     /// that is not there, and the caller hears 503 rather than waiting with it.
     static let operationDeadline: Duration = .seconds(5)
 
-    static func classifying<Result: Sendable>(_ body: @escaping @Sendable () async throws -> Result) async throws -> Result {
+    /// Names the cause once the database is found missing; `nil` says only what was seen.
+    let diagnosis: PostgresDiagnosis?
+
+    init(diagnosing url: DatabaseURL?) {
+        diagnosis = url.map(PostgresDiagnosis.init)
+    }
+
+    private struct Expired: Error {}
+
+    func classifying<Result: Sendable>(_ body: @escaping @Sendable () async throws -> Result) async throws -> Result {
         do {
             // Answered at the deadline without waiting for `body` to end: a query sent on a connection the
             // database dropped as it stopped can wait on PostgresNIO for longer than the caller may,
             // whatever its cancellation (seen in the outage test: a request that never answered).
-            return try await Deadline.answering(
-                within: operationDeadline, orThrowing: { StoreUnavailable("PostgreSQL did not answer within \(operationDeadline)") }, body)
-        } catch let error as PSQLError where isUnavailable(error) {
+            return try await Deadline.answering(within: Self.operationDeadline, orThrowing: { Expired() }, body)
+        } catch is Expired {
+            throw StoreUnavailable(await diagnosis?.cause() ?? "PostgreSQL did not answer within \(Self.operationDeadline)")
+        } catch let error as PSQLError where error.code == .connectionError {
+            throw StoreUnavailable(await diagnosis?.cause() ?? "PostgreSQL is unavailable: \(error.code)")
+        } catch let error as PSQLError where Self.isUnavailable(error) {
             throw StoreUnavailable("PostgreSQL is unavailable: \(error.code)")
         } catch let error as IOError {
-            throw StoreUnavailable("PostgreSQL is unavailable: \(error)")
+            throw StoreUnavailable(await diagnosis?.cause() ?? "PostgreSQL is unavailable: \(error)")
         }
     }
 

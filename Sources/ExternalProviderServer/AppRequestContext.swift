@@ -8,6 +8,8 @@ import Synchronization
 public struct AppRequestContext: RequestContext, RemoteAddressRequestContext {
     public var coreContext: CoreRequestContextStorage
     public let remoteAddress: SocketAddress?
+    /// The connection, for work that must stop when its client leaves (`ClientPresence`).
+    let channel: any Channel
     /// Set by `ApplicationAuthMiddleware`; `nil` on paths that need no application.
     public var application: ApplicationGrant?
     /// What inner middleware learns and the request log, outside them, reports.
@@ -16,6 +18,7 @@ public struct AppRequestContext: RequestContext, RemoteAddressRequestContext {
     public init(source: ApplicationRequestContextSource) {
         coreContext = .init(source: source)
         remoteAddress = source.channel.remoteAddress
+        channel = source.channel
         application = nil
     }
 }
@@ -24,6 +27,14 @@ public struct AppRequestContext: RequestContext, RemoteAddressRequestContext {
 /// the middleware outside it, but writes to this box do.
 final class RequestFacts: Sendable {
     private let applicationName = Mutex<String?>(nil)
+    private let refusedWhileLimitedFlag = Atomic<Bool>(false)
+
+    /// The request was refused because its address is over the failed-attempt limit: it is counted in a
+    /// summary, not logged on its own line, so that a flood of them cannot flood the log.
+    var refusedWhileLimited: Bool {
+        get { refusedWhileLimitedFlag.load(ordering: .relaxed) }
+        set { refusedWhileLimitedFlag.store(newValue, ordering: .relaxed) }
+    }
 
     /// The authenticated application's name, never its id.
     var application: String? {

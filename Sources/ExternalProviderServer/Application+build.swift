@@ -79,17 +79,19 @@ public func buildApplication(
     }
     let connections = ConnectionLimit(maximum: connectionCap(arguments.maxConnections, logger: logger))
     let relayTimeout = TimeAmount(seconds: arguments.relayTimeout)
-    let relayClient = OpenAIRelay.makeClient(timeout: relayTimeout, connectTimeout: verifyTimeout, maxConnections: connections.maximum)
-    services.append(HTTPClientService(client: relayClient))
+    let relayClients = RelayClients(timeout: relayTimeout, connectTimeout: verifyTimeout, maxConnections: connections.maximum)
+    services += relayClients.all.map(HTTPClientService.init)
     let relay = OpenAIRelay(
-        store: store, client: relayClient, baseURL: OpenAIKeyVerifier.trimmedBaseURL(arguments.openAIBaseURL),
+        store: store, clients: relayClients, baseURL: OpenAIKeyVerifier.trimmedBaseURL(arguments.openAIBaseURL),
         maxBodyBytes: arguments.relayMaxBody, timeout: relayTimeout, health: health, logger: logger, metrics: metrics)
     let requestTimeout = TimeAmount(seconds: arguments.requestTimeout)
+    let limiter = FailedAttemptLimiter()
+    services.append(RefusalSummary(limiter: limiter, logger: logger))
     let connectionLogger = logger
     var app = Application(
         router: try buildRouter(
             store, verifier: arguments.verifyKeys ? verifier : nil, models: openAI, health: health, relay: relay, access: access,
-            metrics: metrics, logger: logger),
+            limiter: limiter, metrics: metrics, logger: logger),
         // Any local process can connect: an idle connection, a slow request and too many connections
         // must not hold descriptors forever.
         server: .http1(configuration: .init(
@@ -178,7 +180,7 @@ func buildRouter(
     }
     routes.record(.get, "/openapi.yaml")
 
-    let authentication = ApplicationAuthMiddleware(registry: store, limiter: limiter, recentlyValid: recentlyValid)
+    let authentication = ApplicationAuthMiddleware(registry: store, limiter: limiter, recentlyValid: recentlyValid, metrics: metrics)
     if let relay {
         let relayed = router.group(RouterPath(OpenAIRelay.pathPrefix))
             .add(middleware: authentication)
@@ -188,15 +190,12 @@ func buildRouter(
             routes.record(method, OpenAIRelay.pathPrefix + "/**")
         }
     }
-    let api = router.group()
-        .add(middleware: authentication)
-        .add(middleware: RequireScopeMiddleware(scope: .keys, exceptUnder: "/open_ai/"))
-        .add(middleware: JSONBodyMiddleware())
+    let api = router.group().add(middleware: authentication)
     try ExternalProviderHandler(keys: KeyService(store: store, verifier: verifier), models: models, health: health).registerHandlers(
         on: RecordingTransport(base: api, table: routes),
         // Compact JSON: the runtime's default pretty-prints, which costs bytes on every answer.
         configuration: .init(jsonEncodingOptions: [.sortedKeys]),
-        middlewares: [DecodingProblemMiddleware()]
+        middlewares: [OperationScopeMiddleware(), JSONBodyMiddleware()]
     )
     return router
 }

@@ -15,6 +15,8 @@ struct ApplicationAuthMiddleware: RouterMiddleware {
     let registry: any ApplicationRegistry
     let limiter: FailedAttemptLimiter
     let recentlyValid: RecentlyValidApplications
+    /// Counts the requests refused over the limit; `nil` with `--no-metrics`.
+    var metrics: ServerMetrics? = nil
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         if let id = Self.presentedID(request), Self.isWellFormed(id), let grant = try await activeApplication(id) {
@@ -25,6 +27,9 @@ struct ApplicationAuthMiddleware: RouterMiddleware {
         }
         let client = context.remoteAddress?.ipAddress ?? "unknown"
         if let seconds = limiter.retryAfter(for: client) {
+            limiter.recordRefusal(for: client)
+            metrics?.refusedOverLimit()
+            context.facts.refusedWhileLimited = true
             throw Problem.tooManyFailedAttempts(retryAfter: seconds)
         }
         limiter.recordFailure(for: client)
@@ -60,8 +65,9 @@ extension ApplicationAuthMiddleware {
     }
 }
 
-/// Ids found valid in the last second, so a busy client costs one store read a second instead of one a
-/// request. A revocation therefore takes effect within a second; unknown ids are never remembered.
+/// Ids found valid in the last half second, so a busy client costs two store reads a second instead of
+/// one a request. A revocation therefore takes effect within a second, half of it spent here and the rest
+/// left for a read that was under way when it committed; unknown ids are never remembered.
 /// Ids are compared by their bytes, never by Swift's canonical equivalence.
 final class RecentlyValidApplications: Sendable {
     private let lifetime: Duration
@@ -69,7 +75,7 @@ final class RecentlyValidApplications: Sendable {
     private let entries = Mutex<[ExactText: (checked: ContinuousClock.Instant, grant: ApplicationGrant)]>([:])
     private let maxEntries = 1024
 
-    init(lifetime: Duration = .seconds(1), now: @escaping @Sendable () -> ContinuousClock.Instant = { .now }) {
+    init(lifetime: Duration = .milliseconds(500), now: @escaping @Sendable () -> ContinuousClock.Instant = { .now }) {
         self.lifetime = lifetime
         self.now = now
     }
@@ -101,17 +107,15 @@ extension ApplicationGrant {
 }
 
 /// The routes behind it need `scope`: an authenticated application without it gets 403, in a sentence
-/// that names the scope. The OpenAPI operations share one route group, so paths under `/open_ai/` (the
-/// model list) need `relay` instead.
+/// that names the scope. For routes of their own (the relay); the generated operations are guarded by
+/// `OperationScopeMiddleware`, which knows the operation the router matched.
 struct RequireScopeMiddleware: RouterMiddleware {
     typealias Context = AppRequestContext
     let scope: ApplicationScope
-    var exceptUnder: String? = nil
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
-        let needed: ApplicationScope = exceptUnder.map { request.uri.path.hasPrefix($0) } == true ? .relay : scope
-        guard let application = context.application, application.scopes.contains(needed) else {
-            throw Problem.missingScope(needed)
+        guard let application = context.application, application.scopes.contains(scope) else {
+            throw Problem.missingScope(scope)
         }
         return try await next(request, context)
     }

@@ -54,6 +54,8 @@ final class ConnectionGuardHandler: ChannelDuplexHandler, RemovableChannelHandle
     /// itself for the current request's deadline.
     private var timer: Scheduled<Void>?
     private var closeAfterResponse = false
+    /// Whether this connection's client is still there, for work done on its behalf.
+    let presence = ClientPresence()
 
     init(limit: ConnectionLimit, requestTimeout: TimeAmount, logger: Logger) {
         self.limit = limit
@@ -73,12 +75,21 @@ final class ConnectionGuardHandler: ChannelDuplexHandler, RemovableChannelHandle
     func handlerRemoved(context: ChannelHandlerContext) {
         disarm()
         releaseSlot()
+        presence.markGone()
     }
 
     func channelInactive(context: ChannelHandlerContext) {
         disarm()
         releaseSlot()
+        presence.markGone()
         context.fireChannelInactive()
+    }
+
+    /// The server allows half-closure, so a client that closes its socket shows first as its input closing:
+    /// nothing more can arrive, and whoever waits on its behalf (the relay, for an upstream answer) may stop.
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if let event = event as? ChannelEvent, event == .inputClosed { presence.markGone() }
+        context.fireUserInboundEventTriggered(event)
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -154,5 +165,56 @@ final class ConnectionGuardHandler: ChannelDuplexHandler, RemovableChannelHandle
         timer?.cancel()
         timer = nil
         requestStarted = nil
+    }
+}
+
+/// Whether the client of one connection is still there. It is gone once it closed its side of the
+/// connection, or the connection closed; nothing it asked for is worth finishing then.
+final class ClientPresence: Sendable {
+    private struct State {
+        var gone = false
+        var waiters: [Int: CheckedContinuation<Void, Never>] = [:]
+        var nextWaiter = 0
+    }
+
+    private let state = Mutex(State())
+
+    var isGone: Bool { state.withLock { $0.gone } }
+
+    func markGone() {
+        let waiters = state.withLock { state in
+            state.gone = true
+            defer { state.waiters = [:] }
+            return state.waiters.values
+        }
+        for waiter in waiters { waiter.resume() }
+    }
+
+    /// Returns once the client is gone, or once the calling task is cancelled.
+    func untilGone() async {
+        let id = state.withLock { state in
+            defer { state.nextWaiter += 1 }
+            return state.nextWaiter
+        }
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { continuation in
+                let resumeNow = state.withLock { state in
+                    guard !state.gone, !Task.isCancelled else { return true }
+                    state.waiters[id] = continuation
+                    return false
+                }
+                if resumeNow { continuation.resume() }
+            }
+        } onCancel: {
+            state.withLock { $0.waiters.removeValue(forKey: id) }?.resume()
+        }
+    }
+
+    /// The presence of the client on `channel`, kept by its `ConnectionGuardHandler`; `nil` on a channel
+    /// without one (the router tests' in-memory channel).
+    static func of(_ channel: any Channel) async -> ClientPresence? {
+        try? await channel.eventLoop.submit {
+            try channel.pipeline.syncOperations.handler(type: ConnectionGuardHandler.self).presence
+        }.get()
     }
 }

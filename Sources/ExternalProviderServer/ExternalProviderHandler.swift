@@ -62,6 +62,10 @@ struct ExternalProviderHandler: APIProtocol {
         } catch {
             return .failure(.badRequest(error.message))
         }
+        // An application bound to a user is bound everywhere: it may change that user's keys and no other's.
+        if CurrentRequest.application?.mayUseKey(of: user.rawValue) == false {
+            return .failure(.forbidden(Problem.boundToAnotherUser.message))
+        }
         do {
             return .success(try await keys.perform(operation, for: user, origin: CurrentRequest.origin))
         } catch let rejection as KeyWriteRejection {
@@ -97,6 +101,7 @@ protocol KeyWriteOutput {
     static func notFound(_ response: Components.Responses.NotFound) -> Self
     static func conflict(_ response: Components.Responses.Conflict) -> Self
     static func unauthorized(_ response: Components.Responses.Unauthorized) -> Self
+    static func forbidden(_ response: Components.Responses.Forbidden) -> Self
     static func badGateway(_ response: Components.Responses.BadGateway) -> Self
     static func gatewayTimeout(_ response: Components.Responses.GatewayTimeout) -> Self
 }
@@ -109,6 +114,7 @@ extension KeyWriteOutput {
         case .failure(.notFound(let message)): self = .notFound(.init(message))
         case .failure(.conflict(let message)): self = .conflict(.init(message))
         case .failure(.unauthorized(let message)): self = .unauthorized(.init(message))
+        case .failure(.forbidden(let message)): self = .forbidden(.init(message))
         case .failure(.badGateway(let message)): self = .badGateway(.init(message))
         case .failure(.gatewayTimeout(let message)): self = .gatewayTimeout(.init(message))
         }
@@ -135,6 +141,7 @@ extension Operations.ExternalProviderApiKeyDelete.Output {
             self = .ok(.init(body: .json(.init(schema: ExternalProviderHandler.schema, metadata: ExternalProviderHandler.metadata(account)))))
         case .failure(.badRequest(let message)): self = .badRequest(.init(message))
         case .failure(.notFound(let message)): self = .notFound(.init(message))
+        case .failure(.forbidden(let message)): self = .forbidden(.init(message))
         case .failure(.conflict(let message)), .failure(.unauthorized(let message)), .failure(.badGateway(let message)),
             .failure(.gatewayTimeout(let message)):
             throw UnexpectedRejection(message: message)
@@ -148,6 +155,7 @@ enum Rejection: Error, Equatable {
     case notFound(String)
     case conflict(String)
     case unauthorized(String)
+    case forbidden(String)
     case badGateway(String)
     case gatewayTimeout(String)
 

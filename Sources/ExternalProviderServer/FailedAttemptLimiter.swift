@@ -13,6 +13,10 @@ public final class FailedAttemptLimiter: Sendable {
     private let now: @Sendable () -> Instant
     /// Per address, the times of its most recent failures, oldest first, at most `limit` of them.
     private let failures = Mutex<[String: [Instant]]>([:])
+    /// Per address over the limit, the requests refused since the last summary; at most `maxClients`
+    /// addresses, any more are counted together under `otherAddresses`.
+    private let refusals = Mutex<[String: Int]>([:])
+    static let otherAddresses = "other addresses"
 
     public init(
         limit: Int = 20, window: Duration = .seconds(60), maxClients: Int = 10_000,
@@ -52,6 +56,22 @@ public final class FailedAttemptLimiter: Sendable {
             times.append(now)
             if times.count > limit { times.removeFirst(times.count - limit) }
             failures[client] = times
+        }
+    }
+
+    /// A request refused because its address is over the limit: counted for the next summary, not logged.
+    func recordRefusal(for client: String) {
+        refusals.withLock { refusals in
+            let key = refusals[client] != nil || refusals.count < maxClients ? client : Self.otherAddresses
+            refusals[key, default: 0] += 1
+        }
+    }
+
+    /// The refusals counted since the last call, by address, and starts counting again.
+    func takeRefusals() -> [String: Int] {
+        refusals.withLock { refusals in
+            defer { refusals = [:] }
+            return refusals
         }
     }
 

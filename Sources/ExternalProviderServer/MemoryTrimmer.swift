@@ -12,11 +12,9 @@ struct MemoryTrimmer: Service {
     let logger: Logger
 
     func run() async throws {
-        // Ends on a graceful shutdown and on cancellation (the service group's way to stop a failed start).
-        while !Task.isShuttingDownGracefully, !Task.isCancelled {
-            try? await cancelWhenGracefulShutdown { try await Task.sleep(for: interval) }
+        await Periodic.run(every: interval) {
             let free = ep_malloc_free_bytes()
-            guard free > threshold else { continue }
+            guard free > threshold else { return }
             let released = ep_malloc_trim() == 1
             logger.trace("returned free memory to the system", metadata: ["malloc.free_bytes": "\(free)", "released": "\(released)"])
         }

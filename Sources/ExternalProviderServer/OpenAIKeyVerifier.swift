@@ -41,7 +41,8 @@ public struct OpenAIKeyVerifier: KeyVerifier, ModelLister {
     public static func makeClient(timeout: TimeAmount) -> HTTPClient {
         HTTPClient(
             eventLoopGroupProvider: .singleton,
-            configuration: .init(redirectConfiguration: .disallow, timeout: .init(connect: timeout, read: timeout))
+            configuration: .init(redirectConfiguration: .disallow, timeout: .init(connect: timeout, read: timeout)),
+            backgroundActivityLogger: RelayClients.quiet
         )
     }
 
@@ -60,7 +61,7 @@ public struct OpenAIKeyVerifier: KeyVerifier, ModelLister {
         }
         do {
             // Connect and read each get `timeout`; the whole exchange is bounded by both together.
-            let response = try await client.execute(request, timeout: timeout + timeout, logger: logger)
+            let response = try await client.execute(request, timeout: timeout + timeout, logger: RelayClients.quiet)
             let body = try? await response.body.collect(upTo: response.status == .ok ? Self.maxListBytes : Self.maxBodyBytes)
             let data = body.map { Data(buffer: $0) }
             return (Self.outcome(status: response.status, body: data), data)

@@ -15,10 +15,12 @@ import Synchronization
 /// streamed, so a server-sent-events chat completion reaches the client event by event.
 public struct OpenAIRelay: Sendable {
     static let pathPrefix = "/open_ai/v1"
+    /// `open_ai` and `v1`: what the route itself takes of a path.
+    static let routeSegments = 2
     static var userHeader: HTTPField.Name { HTTPField.Name("X-User-ID")! }
 
     let store: any KeyStore
-    let client: HTTPClient
+    let clients: RelayClients
     let baseURL: String
     let maxBodyBytes: Int
     /// Until the response head: a model may think for minutes before its first token.
@@ -28,27 +30,26 @@ public struct OpenAIRelay: Sendable {
     /// Times OpenAI's answers; `nil` with `--no-metrics`.
     var metrics: ServerMetrics? = nil
 
-    /// The relay's own client: no redirect is followed (it would take the key elsewhere), connections
-    /// are pooled per host as many as the server takes, and a stream may idle up to `timeout`.
-    static func makeClient(timeout: TimeAmount, connectTimeout: TimeAmount, maxConnections: Int) -> HTTPClient {
-        var configuration = HTTPClient.Configuration(
-            redirectConfiguration: .disallow, timeout: .init(connect: connectTimeout, read: timeout))
-        configuration.connectionPool = .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: maxConnections)
-        return HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
-    }
-
     func handle(_ request: Request, context: AppRequestContext) async throws -> Response {
+        let path = try RelayPath(rawPath: request.uri.path, routeSegments: Self.routeSegments)
         let user = try Self.user(for: request, application: context.application)
         guard let key = try await store.account(for: user)?.keys[.openAI] else {
             throw Problem(.notFound, "User '\(user)' has no OpenAI key: store one with /external_provider/api_key/create first.")
         }
+        let body: OutgoingBody
+        do {
+            body = try await OutgoingBody.read(request, limit: maxBodyBytes)
+        } catch {
+            throw Self.problem(for: error, maxBodyBytes: maxBodyBytes)
+        }
+        let upstream = upstreamRequest(for: request, path: path, key: key, body: body)
+        let presence = await ClientPresence.of(context.channel)
         let started = ContinuousClock.now
-        let (upstream, upload) = try upstreamRequest(for: request, key: key)
         let response: HTTPClientResponse
         do {
-            response = try await client.execute(upstream, deadline: .now() + timeout, logger: logger)
+            response = try await send(upstream, canBeSentAgain: body.canBeSentAgain, presence: presence)
         } catch {
-            await upload?.close()
+            await body.close()
             throw Self.problem(for: error, maxBodyBytes: maxBodyBytes)
         }
         metrics?.upstreamAnswered(after: ContinuousClock.now - started)
@@ -56,22 +57,22 @@ public struct OpenAIRelay: Sendable {
         logger.debug(
             "relayed to OpenAI",
             metadata: [
-                "http.path": "\(request.uri.path)", "upstream.status": "\(status)",
+                "http.path": "\(RequestLogMiddleware.loggable(path: request.uri.path))", "upstream.status": "\(status)",
                 "upstream.ttfb_ms": "\((ContinuousClock.now - started) / .milliseconds(1))",
                 "application": "\(context.application?.name ?? "")",
             ])
         if (300..<400).contains(status) {
-            await upload?.close()
+            await body.close()
             throw Problem(.badGateway, "OpenAI answered with a redirect (\(status)), which is not followed because it would send the key elsewhere.")
         }
         let credentials = ProviderCredentials(.openAI, key)
         if status == 401 {
             do {
                 let answer = try await rejectedKeyResponse(response, user: user, credentials: credentials)
-                await upload?.close()
+                await body.close()
                 return answer
             } catch {
-                await upload?.close()
+                await body.close()
                 throw error
             }
         }
@@ -89,14 +90,54 @@ public struct OpenAIRelay: Sendable {
                     }
                     try await writer.finish(nil)
                 } catch {
-                    await upload?.close()
+                    await body.close()
                     throw error
                 }
                 // Upstream may have answered before reading the whole body; the server reads the rest.
-                await upload?.close()
+                await body.close()
             }
         )
     }
+
+    /// Sends the request and waits for the answer to begin, unless the client leaves first: then the
+    /// upstream request is cancelled. A request whose pooled connection turns out to have been closed by
+    /// the upstream (it closed an idle keep-alive connection without saying so) goes once more, on a new
+    /// connection, if its body can be sent again.
+    private func send(_ request: HTTPClientRequest, canBeSentAgain: Bool, presence: ClientPresence?) async throws -> HTTPClientResponse {
+        let deadline = NIODeadline.now() + timeout
+        do {
+            return try await Self.untilClientLeaves(presence) { [clients] in
+                try await clients.pooled.execute(request, deadline: deadline, logger: RelayClients.quiet)
+            }
+        } catch where canBeSentAgain && UpstreamFailure.isClosedConnection(error) {
+            logger.debug("a pooled connection to OpenAI was closed; sending the request again on a new connection")
+            var again = request
+            again.headers.replaceOrAdd(name: "Connection", value: "close")
+            return try await Self.untilClientLeaves(presence) { [clients, again] in
+                try await clients.fresh.execute(again, deadline: deadline, logger: RelayClients.quiet)
+            }
+        }
+    }
+
+    /// `work`'s answer, or `ClientLeft` as soon as the client is gone, with `work` cancelled.
+    static func untilClientLeaves(
+        _ presence: ClientPresence?, _ work: @escaping @Sendable () async throws -> HTTPClientResponse
+    ) async throws -> HTTPClientResponse {
+        guard let presence else { return try await work() }
+        return try await withThrowingTaskGroup(of: HTTPClientResponse?.self) { group in
+            group.addTask { try await work() }
+            group.addTask {
+                await presence.untilGone()
+                return nil
+            }
+            defer { group.cancelAll() }
+            guard let first = try await group.next(), let response = first else { throw ClientLeft() }
+            return response
+        }
+    }
+
+    /// The client closed its connection before the answer began.
+    struct ClientLeft: Error {}
 
     /// OpenAI refused the stored key: its answer passes through as it is (OpenAI's clients read it), and
     /// the log says whose key and why, never the key.
@@ -125,12 +166,10 @@ public struct OpenAIRelay: Sendable {
         }
     }
 
-    /// The request to OpenAI, and the upload of its body, if it has one, which must be closed before the
-    /// relay's answer is complete.
-    private func upstreamRequest(for request: Request, key: ProviderKey) throws -> (HTTPClientRequest, RelayUpload?) {
-        var url = baseURL + "/v1" + request.uri.path.dropFirst(Self.pathPrefix.count)
-        if let query = request.uri.query { url += "?" + query }
-        var upstream = HTTPClientRequest(url: url)
+    /// The request to OpenAI: the caller's path under the API root, its query and headers, the stored
+    /// key, and the body as read ahead.
+    private func upstreamRequest(for request: Request, path: RelayPath, key: ProviderKey, body: OutgoingBody) -> HTTPClientRequest {
+        var upstream = HTTPClientRequest(url: path.url(base: baseURL + "/v1", query: request.uri.query))
         upstream.method = HTTPMethod(rawValue: request.method.rawValue)
         for field in request.headers where !Self.droppedRequestHeaders.contains(field.name.canonicalName) {
             upstream.headers.add(name: field.name.rawName, value: field.value)
@@ -139,12 +178,14 @@ public struct OpenAIRelay: Sendable {
         if let organization = key.organizationKey {
             upstream.headers.add(name: "OpenAI-Organization", value: organization)
         }
-        let declared = request.headers[.contentLength].flatMap(Int.init)
-        if let declared, declared > maxBodyBytes { throw Self.bodyTooLarge(maxBodyBytes) }
-        guard (declared ?? 0) > 0 || (declared == nil && request.headers[.transferEncoding] != nil) else { return (upstream, nil) }
-        let upload = RelayUpload(request.body, limit: maxBodyBytes)
-        upstream.body = .stream(upload, length: declared.map { .known(Int64($0)) } ?? .unknown)
-        return (upstream, upload)
+        switch body {
+        case .none: break
+        case .complete(let buffer): upstream.body = .bytes(buffer)
+        case .streaming(let upload):
+            let declared = request.headers[.contentLength].flatMap(Int64.init)
+            upstream.body = .stream(upload, length: declared.map { .known($0) } ?? .unknown)
+        }
+        return upstream
     }
 
     /// The caller's credentials, its choice of organization or project (the stored key decides), cookies,
@@ -182,6 +223,10 @@ public struct OpenAIRelay: Sendable {
     /// Sorts what went wrong before OpenAI's answer began, by the error's type.
     static func problem(for error: any Error, maxBodyBytes: Int) -> Problem {
         if error is RelayUpload.TooLarge { return bodyTooLarge(maxBodyBytes) }
+        if error is ClientLeft {
+            return Problem(.init(code: 499, reasonPhrase: "Client Closed Request"), "The client closed its connection before the answer began.")
+        }
+        if error is RequestBodyIncomplete { return Problem(.badRequest, "The request body did not arrive whole.") }
         switch UpstreamFailure(error) {
         case .timedOut:
             return Problem(.gatewayTimeout, "OpenAI did not begin to answer within --relay-timeout.")
@@ -191,84 +236,3 @@ public struct OpenAIRelay: Sendable {
     }
 }
 
-/// The request body on its way to OpenAI. It ends with `TooLarge` once it passes the limit, so a body of
-/// no declared length (chunked) cannot stream on without bound. And it can be closed: an upstream may
-/// answer before it has read the whole body, and once the relay has answered, the server reads what is
-/// left of the body itself. Two readers of one body at once would break it, so `close()` waits for a read
-/// in flight, and reads after it end the stream without touching the body.
-final class RelayUpload: AsyncSequence, Sendable {
-    typealias Element = ByteBuffer
-    struct TooLarge: Error {}
-
-    private struct State {
-        var reading = false
-        var closed = false
-        var seen = 0
-        var closers: [CheckedContinuation<Void, Never>] = []
-    }
-
-    /// Read by one reader at a time, which `State.reading` ensures.
-    private final class Body: @unchecked Sendable {
-        var iterator: RequestBody.AsyncIterator
-        init(_ body: RequestBody) { iterator = body.makeAsyncIterator() }
-    }
-
-    private let body: Body
-    private let limit: Int
-    private let state = Mutex(State())
-
-    init(_ body: RequestBody, limit: Int) {
-        self.body = Body(body)
-        self.limit = limit
-    }
-
-    func read() async throws -> ByteBuffer? {
-        let open = state.withLock { state in
-            guard !state.closed else { return false }
-            state.reading = true
-            return true
-        }
-        guard open else { return nil }
-        let chunk: ByteBuffer?
-        do {
-            chunk = try await body.iterator.next()
-        } catch {
-            finishRead(adding: 0)
-            throw error
-        }
-        guard finishRead(adding: chunk?.readableBytes ?? 0) <= limit else { throw TooLarge() }
-        return chunk
-    }
-
-    /// After this returns, nothing here reads the body again.
-    func close() async {
-        await withCheckedContinuation { continuation in
-            let now = state.withLock { state in
-                state.closed = true
-                guard state.reading else { return true }
-                state.closers.append(continuation)
-                return false
-            }
-            if now { continuation.resume() }
-        }
-    }
-
-    @discardableResult
-    private func finishRead(adding count: Int) -> Int {
-        let (seen, closers) = state.withLock { state in
-            state.reading = false
-            state.seen += count
-            defer { state.closers = [] }
-            return (state.seen, state.closers)
-        }
-        for closer in closers { closer.resume() }
-        return seen
-    }
-
-    struct AsyncIterator: AsyncIteratorProtocol {
-        let upload: RelayUpload
-        mutating func next() async throws -> ByteBuffer? { try await upload.read() }
-    }
-
-    func makeAsyncIterator() -> AsyncIterator { AsyncIterator(upload: self) }
-}

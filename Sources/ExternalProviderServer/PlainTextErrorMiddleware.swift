@@ -16,9 +16,25 @@ struct PlainTextErrorMiddleware<Context: RequestContext>: RouterMiddleware {
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         do {
             return try await next(request, context)
-        } catch let problem as Problem {
+        } catch {
+            return answer(to: Self.unwrapped(error), request: request, context: context)
+        }
+    }
+
+    /// The OpenAPI runtime wraps what an operation or its middleware throws in a `ServerError`, whose
+    /// description holds the whole request, headers and all (the application id among them): only what
+    /// it wraps is classified and logged.
+    static func unwrapped(_ error: any Error) -> any Error {
+        var error = error
+        while let wrapped = error as? ServerError { error = wrapped.underlyingError }
+        return error
+    }
+
+    private func answer(to error: any Error, request: Request, context: Context) -> Response {
+        switch error {
+        case let problem as Problem:
             return problem.response(to: request)
-        } catch let error as any HTTPResponseError {
+        case let error as any HTTPResponseError:
             if error.status == .notFound, let allowed = routes.methods(for: request.uri.path) {
                 return Problem.methodNotAllowed(allowed).response(to: request)
             }
@@ -26,17 +42,12 @@ struct PlainTextErrorMiddleware<Context: RequestContext>: RouterMiddleware {
                 return Problem.notFound.response(to: request)
             }
             return Problem(error.status, "\(error.status.reasonPhrase).").response(to: request)
-        } catch {
+        default:
             return fault(error, context: context).response(to: request)
         }
     }
 
     private func fault(_ error: any Error, context: Context) -> Problem {
-        // The OpenAPI runtime wraps what an operation throws in a `ServerError` whose description holds
-        // the whole request, headers and all (the application id among them): only what it wraps is
-        // classified and logged.
-        var error = error
-        while let wrapped = error as? ServerError { error = wrapped.underlyingError }
         if let unavailable = error as? StoreUnavailable {
             context.logger.warning("store unavailable", metadata: ["error": "\(unavailable)"])
             metrics?.storeFailed(.unavailable)

@@ -19,17 +19,32 @@ struct RequestLogMiddleware: RouterMiddleware {
         let started = ContinuousClock.now
         var response = try await CurrentRequest.$id.withValue(id) { try await next(request, context) }
         response.headers[Self.header] = id
+        // Counted by the limiter and logged in its summary instead (`RefusalSummary`).
+        guard !context.facts.refusedWhileLimited else { return response }
         context.logger.info(
             "request",
             metadata: [
                 "http.method": "\(request.method.rawValue)",
-                "http.path": "\(request.uri.path)",
+                "http.path": "\(Self.loggable(path: request.uri.path))",
                 "http.status": "\(response.status.code)",
                 "duration_ms": "\((ContinuousClock.now - started) / .milliseconds(1))",
                 "application": "\(context.facts.application ?? "-")",
             ]
         )
         return response
+    }
+
+    /// Paths longer than this are cut in the log: a client may send 60 KB of path on every request.
+    static let maxLoggedPathBytes = 256
+
+    /// The path as logged: cut after `maxLoggedPathBytes`, and marked so.
+    static func loggable(path: String) -> String {
+        let utf8 = path.utf8
+        guard utf8.count > maxLoggedPathBytes else { return path }
+        var end = utf8.index(utf8.startIndex, offsetBy: maxLoggedPathBytes)
+        // Cut between characters, never inside one: a UTF-8 continuation byte is 0b10xxxxxx.
+        while end > utf8.startIndex, utf8[end] & 0xC0 == 0x80 { end = utf8.index(before: end) }
+        return String(decoding: utf8[..<end], as: UTF8.self) + "…(cut; \(utf8.count) bytes)"
     }
 
     /// The client's id if it is 1 to 128 letters, digits, '-', '_' or '.', so that it cannot forge log

@@ -16,6 +16,7 @@ final class ServerMetrics: Sendable {
     static let verifications = "external_provider_key_verifications_total"
     static let keys = "external_provider_keys"
     static let storeErrors = "external_provider_store_errors_total"
+    static let refusedOverLimit = "external_provider_refused_over_limit_total"
 
     private let registry = PrometheusCollectorRegistry()
     private let factory: PrometheusMetricsFactory
@@ -68,6 +69,11 @@ final class ServerMetrics: Sendable {
             case .timedOut: "timed_out"
             }
         CoreMetrics.Counter(label: Self.verifications, dimensions: [("outcome", name)], factory: factory).increment()
+    }
+
+    /// A request refused, without a log line of its own, because its address is over the failed-attempt limit.
+    func refusedOverLimit() {
+        CoreMetrics.Counter(label: Self.refusedOverLimit, dimensions: [], factory: factory).increment()
     }
 
     /// A store failure a request met: `unavailable` (503) or `fault` (500).

@@ -108,7 +108,7 @@ extension StoreLocation {
         case .postgres(let url):
             let key = try Self.givenMasterKey(file: masterKeyFile, environment: environment)
             let client = PostgresKeyStore.makeClient(url, logger: logger)
-            let store = PostgresKeyStore(client: client, masterKey: key, logger: logger)
+            let store = PostgresKeyStore(client: client, masterKey: key, diagnosing: url, logger: logger)
             return ServingStore(store: store, services: [client]) {
                 try await Self.servingFaults { try await store.prepare(migrate: migrate) }
                 logger.info("serving from PostgreSQL", metadata: ["database": "\(url.redacted)"])

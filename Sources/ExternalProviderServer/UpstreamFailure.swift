@@ -40,6 +40,18 @@ enum UpstreamFailure: Equatable, Sendable {
         }
     }
 
+    /// Whether `error` says the connection was closed under the request before any answer came: what a
+    /// pooled connection the upstream closed while it sat idle gives. Connect failures are not among
+    /// these: they are no stale connection.
+    static func isClosedConnection(_ error: any Error) -> Bool {
+        switch error {
+        case let error as HTTPClientError: error == .remoteConnectionClosed
+        case let error as ChannelError: error == .ioOnClosedChannel || error == .alreadyClosed || error == .outputClosed || error == .eof
+        case let error as IOError: error.errnoCode == ECONNRESET || error.errnoCode == EPIPE
+        default: false
+        }
+    }
+
     /// What went wrong, as a clause: "… so nothing was stored: <reason>."
     var reason: String {
         switch self {

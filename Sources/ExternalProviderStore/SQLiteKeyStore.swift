@@ -76,6 +76,7 @@ public struct SQLiteKeyStore: KeyStore {
         ("v1 accounts, sealed provider keys, applications", 1),
         ("v2 application scopes and bound users, key health", 2),
         ("v3 audit trail", 3),
+        ("v4 deferred key checks", 4),
     ]
 
     /// The `DataVersion` the store's applied migrations brought it to.
@@ -130,6 +131,10 @@ public struct SQLiteKeyStore: KeyStore {
         }
         migrator.registerMigration(dataVersions[2].migration) { db in
             for statement in SQLiteAuditTable.migration { try db.execute(sql: statement) }
+        }
+        migrator.registerMigration(dataVersions[3].migration) { db in
+            // When a key's next check may run, after a check that got no answer; NULL: whenever it is due.
+            try db.execute(sql: "ALTER TABLE provider_key ADD COLUMN recheck_after DATETIME")
         }
         return migrator
     }

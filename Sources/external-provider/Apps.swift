@@ -130,26 +130,26 @@ struct RotateMasterKey: AsyncParsableCommand {
 
 struct Migrate: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Apply the PostgreSQL migrations this version needs, under an advisory lock; `serve` does this itself unless given --no-migrate.")
+        abstract: "Bring the store to this version's data version: PostgreSQL's migrations under an advisory lock (`serve` does this itself unless given --no-migrate), or the data dir's SQLite store, which migrates when opened.")
 
-    @Option(name: .customLong(Setting.databaseURL.flag), help: ArgumentHelp(Setting.databaseURL.help)) var databaseURL: String?
+    @OptionGroup var store: StoreOptions
 
     func run() async throws {
-        let url: DatabaseURL
+        let environment = ProcessInfo.processInfo.environment
         do {
-            guard case .postgres(let given) = try StoreLocation(Settings(flags: [.databaseURL: databaseURL])) else {
-                fail("migrate needs --database-url or DATABASE_URL (the data dir's SQLite store migrates itself when opened)")
+            let (location, masterKeyFile) = try store.resolve(environment)
+            switch location {
+            case .postgres(let url):
+                let applied = try await PostgresKeyStore.withClient(url, logger: commandLogger) { client in
+                    try await PostgresKeyStore.migrate(client: client, diagnosing: url, logger: commandLogger)
+                }
+                print(applied.isEmpty ? "the database is up to date (data version \(DataVersion.current))"
+                    : "applied migration(s) \(applied.map(String.init).joined(separator: ", ")); the database is at data version \(DataVersion.current)")
+            case .dataDirectory:
+                _ = try await location.withStore(
+                    masterKeyFile: masterKeyFile, environment: environment, migrate: true, logger: commandLogger) { _ in }
+                print("the data dir's store is at data version \(DataVersion.current)")
             }
-            url = given
-        } catch {
-            fail("\(error)")
-        }
-        do {
-            let applied = try await PostgresKeyStore.withClient(url, logger: commandLogger) { client in
-                try await PostgresKeyStore.migrate(client: client, logger: commandLogger)
-            }
-            print(applied.isEmpty ? "the database is up to date (data version \(DataVersion.current))"
-                : "applied migration(s) \(applied.map(String.init).joined(separator: ", ")); the database is at data version \(DataVersion.current)")
         } catch {
             fail("\(error)")
         }

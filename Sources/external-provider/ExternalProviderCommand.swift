@@ -1,4 +1,5 @@
 import ArgumentParser
+import ExternalProviderPostgres
 import ExternalProviderServer
 import Foundation
 
@@ -39,6 +40,10 @@ struct StoreOptions: ParsableArguments {
 
     /// The store and its master key file, each from its flag, else its variable, else its default.
     func resolve(_ environment: [String: String]) throws -> (location: StoreLocation, masterKeyFile: String?) {
+        if let databaseURL, (try? DatabaseURL(databaseURL))?.password != nil {
+            FileHandle.standardError.write(Data(
+                "warning: the password in --\(Setting.databaseURL.flag) shows in every process listing; give the URL in \(Setting.databaseURL.variable) instead\n".utf8))
+        }
         let settings = Settings(flags: flags, environment: environment)
         return (try StoreLocation(settings), settings.text(.masterKeyFile))
     }

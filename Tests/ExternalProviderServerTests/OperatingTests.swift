@@ -25,8 +25,11 @@ struct SilentStore: KeyStore {
     func storedKeys() async throws -> [StoredKeySummary] { try await base.storedKeys() }
     func keyCountsByHealth() async throws -> [String: Int] { try await base.keyCountsByHealth() }
     func auditTrail(_ query: AuditQuery) async throws -> [AuditEntry] { try await base.auditTrail(query) }
-    func keysDueForCheck(checkedBefore cutoff: Date, limit: Int) async throws -> [(UserID, ProviderCredentials)] {
-        try await base.keysDueForCheck(checkedBefore: cutoff, limit: limit)
+    func keysDueForCheck(checkedBefore cutoff: Date, at now: Date, limit: Int) async throws -> [(UserID, ProviderCredentials)] {
+        try await base.keysDueForCheck(checkedBefore: cutoff, at: now, limit: limit)
+    }
+    func deferCheck(of credentials: ProviderCredentials, for user: UserID, until: Date) async throws -> Bool {
+        try await base.deferCheck(of: credentials, for: user, until: until)
     }
 }
 

@@ -36,3 +36,12 @@ def delete(api, user, open_ai=None):
     if open_ai is not None:
         payload["open_AI"] = open_ai
     return api.external_provider_api_key_delete(PredeletedExternalProviderApiKey.from_dict(payload), _request_timeout=TIMEOUT)
+
+
+def apps_create(server, name, *args):
+    """Registers an application with the command line and returns its id, recorded for the log search."""
+    result = server.cli("apps", "create", name, *args, check=False)
+    assert result.returncode == 0, result.stderr
+    application_id = result.stdout.strip()
+    SENT_SECRETS.add(application_id)
+    return application_id

@@ -9,7 +9,7 @@ import pytest
 from openai import OpenAI
 
 from conftest import BINARY, Server, free_port
-from sdk_models import SENT_SECRETS, create
+from sdk_models import SENT_SECRETS, apps_create, create
 
 KEY = "sk-proj-RELAY-0123456789abcdefWxyz"
 ORGANIZATION = "org-relay-0001"
@@ -24,14 +24,6 @@ def relay_client(server, application_id=None, user="auth0|relay", **options):
 
 def lowered(headers):
     return {name.lower(): value for name, value in headers.items()}
-
-
-def apps_create(server, name, *args):
-    result = server.cli("apps", "create", name, *args, check=False)
-    assert result.returncode == 0, result.stderr
-    application_id = result.stdout.strip()
-    SENT_SECRETS.add(application_id)
-    return application_id
 
 
 @pytest.fixture

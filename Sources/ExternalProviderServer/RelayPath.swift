@@ -1,0 +1,52 @@
+import Foundation
+
+/// The part of a relayed request's path that goes upstream: the segments after the route's own, as the
+/// client sent them (still percent-encoded), joined to the provider's API root.
+///
+/// The router skips empty segments, so `//open_ai/v1/models` matches the relay's route; a path rebuilt
+/// by cutting a fixed number of characters off it then goes upstream as something else. Here the path is
+/// taken apart segment by segment instead, and any segment an upstream might fold into another path is
+/// refused: an empty one (`//`), a dot segment (`.`, `..`, also percent-encoded), and one that decodes to
+/// a slash, a backslash or a control character. Nothing is normalised.
+struct RelayPath: Equatable {
+    /// The segments after the route's own, as sent.
+    let remainder: [Substring]
+
+    static let refusal = Problem(
+        .badRequest,
+        "A relayed path must not contain empty segments ('//'), dot segments ('.', '..') or encoded slashes; send the path as the provider's API spells it.",
+        answeredBeforeBody: true)
+
+    /// `rawPath`: the path as the client sent it, without the query. `routeSegments`: how many segments
+    /// the route's own part has (`/open_ai/v1` has 2).
+    init(rawPath: String, routeSegments: Int) throws(Problem) {
+        guard rawPath.hasPrefix("/") else { throw Self.refusal }
+        let segments = rawPath.utf8.dropFirst().split(separator: UInt8(ascii: "/"), omittingEmptySubsequences: false)
+        guard segments.count > routeSegments else { throw Self.refusal }
+        for segment in segments where !Self.isPlain(Substring(segment)) {
+            throw Self.refusal
+        }
+        remainder = segments.dropFirst(routeSegments).map { Substring($0) }
+    }
+
+    /// `base` (the API root, with its own path and no trailing slash) joined with the remainder and the
+    /// query, as sent.
+    func url(base: String, query: String?) -> String {
+        var url = base
+        for segment in remainder {
+            url += "/"
+            url += segment
+        }
+        if let query { url += "?" + query }
+        return url
+    }
+
+    /// A segment an upstream can only read as itself.
+    private static func isPlain(_ segment: Substring) -> Bool {
+        guard !segment.isEmpty, let decoded = segment.removingPercentEncoding else { return false }
+        if decoded == "." || decoded == ".." { return false }
+        return !decoded.unicodeScalars.contains { scalar in
+            scalar == "/" || scalar == "\\" || scalar.properties.generalCategory == .control
+        }
+    }
+}
