@@ -9,6 +9,8 @@ import pytest
 from openai import OpenAI
 
 from conftest import BINARY, Server, free_port
+from pieces_os_client.exceptions import ApiException
+
 from sdk_models import SENT_SECRETS, apps_create, create
 
 KEY = "sk-proj-RELAY-0123456789abcdefWxyz"
@@ -91,24 +93,26 @@ def test_a_multipart_upload_streams_through(server, openai, relay_user):
 
 
 def test_a_body_over_the_relay_limit_gets_413(workdir, openai):
-    server = Server(workdir / "small", ["--relay-max-body", "100000"]).start()
+    server = Server(workdir / "small", ["--relay-max-body", "300000"]).start()
+    refusal = b"A relayed request body must be at most 300000 bytes (--relay-max-body)."
     try:
         create(server.api(), "auth0|relay", api_key=KEY)
         mark = len(openai.relayed)
         with pytest.raises(openai_sdk.APIStatusError) as caught:
-            relay_client(server).files.create(file=("big.jsonl", b"x" * 200_000), purpose="assistants")
+            relay_client(server).files.create(file=("big.jsonl", b"x" * 400_000), purpose="assistants")
         assert caught.value.status_code == 413
-        assert caught.value.response.text == "A relayed request body must be at most 100000 bytes (--relay-max-body)."
+        assert caught.value.response.text == refusal.decode()
         assert openai.relayed[mark:] == []
-        # A chunked body declares no length: it is counted as it streams, and cut at the limit.
+        # A chunked body declares no length: it is counted as it arrives. Past the 256 KiB read before the
+        # request goes out, it streams on, and is cut at the limit.
         import http.client
         cut_before = openai.cut_short
         connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
-        connection.request("POST", "/open_ai/v1/files", body=iter([b"x" * 60_000] * 4), encode_chunked=True,
+        connection.request("POST", "/open_ai/v1/files", body=iter([b"x" * 50_000] * 12), encode_chunked=True,
                            headers={"Content-Type": "application/octet-stream", "X-Application-ID": server.application_id,
                                     "X-User-ID": "auth0|relay"})
         response = connection.getresponse()
-        assert (response.status, response.read()) == (413, b"A relayed request body must be at most 100000 bytes (--relay-max-body).")
+        assert (response.status, response.read()) == (413, refusal)
         assert openai.relayed[mark:] == []
         deadline = time.monotonic() + 5
         while openai.cut_short == cut_before and time.monotonic() < deadline:
@@ -150,12 +154,16 @@ def test_who_may_use_which_key(server, openai, relay_user):
         relay_client(server, bound, user="auth0|other").chat.completions.create(**question)
     assert "bound to one user" in caught.value.response.text
     # A bound application has the relay scope only, unless told otherwise.
-    from pieces_os_client.exceptions import ApiException
     with pytest.raises(ApiException) as refused:
         create(server.api(application_id=bound), "auth0|third", api_key="sk-proj-THIRD-0123456789abcWxyz")
     assert refused.value.status == 403 and "lacks the 'keys' scope" in refused.value.body
+    # With the keys scope too, it is bound on the key operations as well: its own user's keys only.
     both = apps_create(server, "bound-both", "--user", "auth0|relay", "--scope", "keys", "--scope", "relay")
-    create(server.api(application_id=both), "auth0|third", api_key="sk-proj-THIRD-0123456789abcWxyz")
+    with pytest.raises(ApiException) as refused:
+        create(server.api(application_id=both), "auth0|third", api_key="sk-proj-THIRD-0123456789abcWxyz")
+    assert refused.value.status == 403 and "bound to one user" in refused.value.body
+    from sdk_models import update
+    assert update(server.api(application_id=both), "auth0|relay", {"api_key_name": "own"}).metadata.open_ai.api_key_name == "own"
 
     with pytest.raises(openai_sdk.BadRequestError) as caught:
         relay_client(server, user=None).chat.completions.create(**question)
