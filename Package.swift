@@ -43,6 +43,7 @@ let package = Package(
             swiftSettings: [.enableUpcomingFeature("InternalImportsByDefault")],
             plugins: [.plugin(name: "OpenAPIGenerator", package: "swift-openapi-generator")]
         ),
+        // The domain, with no I/O: the providers as data, the operations, the write use case.
         .target(name: "ExternalProviderCore"),
         .target(
             name: "ExternalProviderClient",
@@ -56,12 +57,21 @@ let package = Package(
             ]
         ),
         .target(name: "CProcessShims"),
+        // What every store shares: the master key and the sealed format, application ids, the health
+        // columns, account changes as rows, the files that hold keys.
         .target(
             name: "ExternalProviderStore",
             dependencies: [
                 "ExternalProviderCore",
-                .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Crypto", package: "swift-crypto"),
+            ]
+        ),
+        .target(
+            name: "ExternalProviderSQLite",
+            dependencies: [
+                "ExternalProviderCore",
+                "ExternalProviderStore",
+                .product(name: "GRDB", package: "GRDB.swift"),
             ]
         ),
         .target(
@@ -74,13 +84,27 @@ let package = Package(
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
             ]
         ),
+        // What every command does before its work: read its settings, find and open its store.
+        .target(
+            name: "ExternalProviderSetup",
+            dependencies: [
+                "CProcessShims",
+                "ExternalProviderCore",
+                "ExternalProviderStore",
+                "ExternalProviderSQLite",
+                "ExternalProviderPostgres",
+                .product(name: "Configuration", package: "swift-configuration"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
         .target(
             name: "ExternalProviderServer",
             dependencies: [
                 "ExternalProviderAPI",
                 "ExternalProviderCore",
                 "ExternalProviderStore",
-                "ExternalProviderPostgres",
+                "ExternalProviderSetup",
                 "CProcessShims",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "OpenAPIHummingbird", package: "swift-openapi-hummingbird"),
@@ -96,7 +120,6 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "CoreMetrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
-                .product(name: "Configuration", package: "swift-configuration"),
             ]
         ),
         .executableTarget(
@@ -104,12 +127,32 @@ let package = Package(
             dependencies: [
                 "ExternalProviderClient",
                 "ExternalProviderServer",
+                "ExternalProviderSetup",
                 "ExternalProviderStore",
-                "ExternalProviderPostgres",
                 "ExternalProviderCore",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
-            ]
+            ],
+            plugins: ["BuildVersion"]
+        ),
+        // Writes the version and the commit the command line was built from, for `--version`.
+        .plugin(name: "BuildVersion", capability: .buildTool()),
+
+        // Test helpers the test targets share: temporary directories, a store of each kind, a
+        // configurable verifier.
+        .target(
+            name: "ExternalProviderTestSupport",
+            dependencies: [
+                "ExternalProviderCore",
+                "ExternalProviderStore",
+                "ExternalProviderSQLite",
+                "ExternalProviderPostgres",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+            ],
+            path: "Tests/ExternalProviderTestSupport"
         ),
         .testTarget(name: "ExternalProviderCoreTests", dependencies: ["ExternalProviderCore"]),
         .testTarget(
@@ -117,20 +160,55 @@ let package = Package(
             dependencies: [
                 "ExternalProviderStore",
                 "ExternalProviderCore",
+                "ExternalProviderSQLite",
                 "ExternalProviderPostgres",
-                .product(name: "GRDB", package: "GRDB.swift"),
+                "ExternalProviderTestSupport",
                 .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "GRDB", package: "GRDB.swift"),
+            ]
+        ),
+        .testTarget(
+            name: "ExternalProviderSQLiteTests",
+            dependencies: [
+                "ExternalProviderSQLite",
+                "ExternalProviderStore",
+                "ExternalProviderCore",
+                "ExternalProviderTestSupport",
+                .product(name: "GRDB", package: "GRDB.swift"),
+            ]
+        ),
+        .testTarget(
+            name: "ExternalProviderPostgresTests",
+            dependencies: [
+                "ExternalProviderPostgres",
+                "ExternalProviderStore",
+                "ExternalProviderCore",
+                "ExternalProviderTestSupport",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .testTarget(
+            name: "ExternalProviderSetupTests",
+            dependencies: [
+                "ExternalProviderSetup",
+                "ExternalProviderSQLite",
+                "ExternalProviderStore",
+                "ExternalProviderCore",
+                "ExternalProviderTestSupport",
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
         .testTarget(
             name: "ExternalProviderServerTests",
             dependencies: [
-                "ExternalProviderClient",
                 "ExternalProviderServer",
+                "ExternalProviderSetup",
                 "ExternalProviderAPI",
                 "ExternalProviderCore",
                 "ExternalProviderStore",
+                "ExternalProviderSQLite",
+                "ExternalProviderTestSupport",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
@@ -141,6 +219,21 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+        .testTarget(
+            name: "ExternalProviderClientTests",
+            dependencies: [
+                "ExternalProviderClient",
+                "ExternalProviderServer",
+                "ExternalProviderSetup",
+                "ExternalProviderCore",
+                "ExternalProviderTestSupport",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "OpenAPIRuntime", package: "swift-openapi-runtime"),
+                .product(name: "Logging", package: "swift-log"),
             ]
         ),
     ]

@@ -7,13 +7,24 @@ public enum KeyHealth: Sendable, Equatable {
     /// `code` is the provider's error code, e.g. `invalid_api_key`.
     case rejected(checkedAt: Date, code: String)
 
-    public var name: String {
+    /// The word for each health: what the store keeps, what metrics label, what `keys list --health`
+    /// takes. Written out, since it is stored.
+    public enum Word: String, Sendable, CaseIterable {
+        case unverified
+        case valid
+        case rejected
+    }
+
+    public var word: Word {
         switch self {
-        case .unverified: "unverified"
-        case .valid: "valid"
-        case .rejected: "rejected"
+        case .unverified: .unverified
+        case .valid: .valid
+        case .rejected: .rejected
         }
     }
+
+    /// The word, as text.
+    public var name: String { word.rawValue }
 
     public var checkedAt: Date? {
         switch self {

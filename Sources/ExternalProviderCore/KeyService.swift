@@ -38,6 +38,8 @@ public struct KeyService: Sendable {
                     case .accepted: health = .valid(checkedAt: now())
                     case .rejected(let code): throw KeyWriteRejection.keyRefused(provider, code: code)
                     case .unavailable(let reason): throw KeyWriteRejection.providerUnavailable(provider, reason: reason)
+                    case .rateLimited:
+                        throw KeyWriteRejection.providerUnavailable(provider, reason: "\(provider.displayName) is limiting requests (429)")
                     case .timedOut: throw KeyWriteRejection.providerTimedOut(provider)
                     }
                 }

@@ -1,20 +1,7 @@
 import Foundation
 
-/// The providers a user can keep a key for. A new provider is a new case and a new row per user,
-/// never a schema change.
-public enum Provider: String, Sendable, CaseIterable, Hashable {
-    case openAI = "open_ai"
-
-    /// The name people know the provider by, for messages.
-    public var displayName: String {
-        switch self {
-        case .openAI: "OpenAI"
-        }
-    }
-}
-
 /// A stored provider key and its descriptive fields. `apiKey` is the whole secret: it never leaves the
-/// server except to the provider itself; responses carry `APIKeyMask.mask(apiKey)`.
+/// server except to the provider itself; responses carry it masked (`KeyMask`).
 public struct ProviderKey: Sendable, Equatable {
     public var apiKey: String
     public var apiKeyName: String?

@@ -27,8 +27,10 @@ public enum VerificationOutcome: Sendable, Equatable {
     case accepted
     /// The provider refused the pair (401/403); `code` is its error code, e.g. `invalid_api_key`.
     case rejected(code: String)
-    /// No usable answer: refused connection, TLS failure, redirect, 429, 5xx, anything unexpected.
+    /// No usable answer: refused connection, TLS failure, redirect, 5xx, anything unexpected.
     case unavailable(reason: String)
+    /// The provider is limiting requests (429): ask again later, and less often.
+    case rateLimited
     case timedOut
 }
 

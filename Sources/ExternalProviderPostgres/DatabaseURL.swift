@@ -71,13 +71,11 @@ public struct DatabaseURL: Sendable, Equatable {
             host: host, port: port, username: username, password: password, database: database, tls: tls)
         configuration.options.connectTimeout = .seconds(3)
         // Each time a connection goes back to the pool, PostgresNIO starts its keep-alive timer and, above
-        // the minimum, its idle timer, as sleeping tasks; the next lease cancels them. A cancelled sleep
-        // keeps its memory until its deadline would have come (swiftlang/swift#60441), so memory grows
-        // with leases/s × the timers' length: 401s at 3,000/s, one lease each, held 125 MiB more with the
-        // defaults (30 s and 60 s). So: no keep-alive, and a 5 s idle timeout, which also means no
-        // connection sits idle long enough to go stale behind a firewall; after a quiet spell the next
-        // request opens one. (Keep-alive and idle timers of 5 s each made the pool's shutdown hang until
-        // the process was killed; keep-alive off, it closes at once.)
+        // the minimum, its idle timer, as sleeping tasks that the next lease cancels; a cancelled sleep
+        // keeps its memory until its deadline would have come (swiftlang/swift#60441). So there is no
+        // keep-alive, and connections idle for a short while are closed, which also means none sits idle
+        // long enough to go stale behind a firewall. bench/postgres-memory and bench/postgres-shutdown
+        // show why these two values (bench/README.md).
         configuration.options.keepAliveBehavior = nil
         configuration.options.connectionIdleTimeout = Self.poolIdleTimeout
         return configuration
@@ -89,7 +87,7 @@ public enum DatabaseURLError: Error, Equatable, CustomStringConvertible {
 
     public var description: String {
         switch self {
-        case .malformed(let why): "--database-url is not a PostgreSQL URL: \(why)"
+        case .malformed(let why): "not a PostgreSQL URL: \(why)"
         }
     }
 }

@@ -57,7 +57,7 @@ enum PostgresAuditTable {
         for try await (at, action, user, fields, application, requestID, verification) in rows.decode(
             (Date, String, String?, String, String?, String?, String?).self)
         {
-            guard let known = AuditAction(rawValue: action) else { throw StoreFault("audit_event row has an unknown action '\(action)'") }
+            guard let known = AuditAction(rawValue: action) else { throw Fault(.store, "audit_event row has an unknown action '\(action)'") }
             entries.append(AuditEntry(
                 at: at, action: known, user: user.map(UserID.init(trusted:)), fields: AuditField.parse(stored: fields),
                 application: application, requestID: requestID, verification: verification))

@@ -63,7 +63,7 @@ extension PostgresKeyStore {
                     guard let provider = Provider(rawValue: name) else { continue }
                     let key = try codec.open(.init(apiKey: apiKey, organizationKey: organization), name: apiKeyName, user: user, provider: name)
                     keys.append(StoredKeySummary(
-                        user: UserID(trusted: user), globalID: globalID, provider: provider, maskedKey: APIKeyMask.mask(key.apiKey),
+                        user: UserID(trusted: user), globalID: globalID, provider: provider, maskedKey: provider.profile.mask.apply(to: key.apiKey),
                         name: key.apiKeyName, organization: key.organizationKey, createdAt: createdAt, updatedAt: updatedAt,
                         health: try KeyHealthColumns.health(word: health, checkedAt: checkedAt, code: code)))
                 }

@@ -19,9 +19,9 @@ public struct PostgresKeyStore: KeyStore {
     let logger: Logger
     /// Sorts failures into unavailable and faults, and names an outage's cause.
     let availability: PostgresAvailability
-    /// Two batches at once: one waits for its commit while the next is read and decided. Measured with
-    /// 16 and 64 writers on 2 cores, one batch left the cores idle during commits, and three or four
-    /// split the writers into smaller batches for no gain.
+    /// Two batches at once: one waits for its commit while the next is read and decided. With one the
+    /// cores idle during commits; with more, the writers split into smaller batches for nothing
+    /// (bench/README.md).
     let batcher = WriteBatcher<Decide, FirstAttempt>(concurrentBatches: 2, batchLimit: 128)
 
     public var masterKeyID: String { masterKey.id }
@@ -51,8 +51,7 @@ public struct PostgresKeyStore: KeyStore {
         }
         let version = try await dataVersion()
         guard version == DataVersion.current else {
-            throw StoreFault(
-                "the database is at data version \(version), not \(DataVersion.current): run `external-provider migrate --database-url …` first, or start without --no-migrate")
+            throw Fault(.store, "the database is at data version \(version), not \(DataVersion.current): run `external-provider migrate --database-url …` first, or start without --no-migrate")
         }
         try await transaction { [self] connection in try await claim(connection, insertIfMissing: true) }
     }
@@ -96,8 +95,8 @@ public struct PostgresKeyStore: KeyStore {
         let rows = try await connection.query("SELECT value FROM store_meta WHERE name = 'master_key_id'", logger: logger)
         var recorded: Data?
         for try await value in rows.decode(Data.self) { recorded = value }
-        guard let recorded else { throw StoreFault("the database records no master key") }
-        guard recorded == masterKey.idBytes else { throw StoreFault.sealedUnderOtherKey(recorded: recorded, given: masterKey) }
+        guard let recorded else { throw Fault(.store, "the database records no master key") }
+        guard recorded == masterKey.idBytes else { throw Fault.sealedUnderOtherKey(recorded: recorded, given: masterKey) }
     }
 
     public func checkReachable() async throws {
@@ -122,8 +121,8 @@ public struct PostgresKeyStore: KeyStore {
     // read, and it moves the version on. That check, not a lock, is what makes a lost update impossible.
     // A write first tries without a transaction, batched with the other writes under way in this
     // process: one read of all their accounts and one statement that writes them all, so a burst of
-    // writers shares two round trips and one commit (profiled: the cost per statement, in PostgresNIO's
-    // message handling and PostgreSQL's executor, was most of it). A write that loses a race, or needs
+    // writers shares two round trips and one commit, the cost of a write being mostly per statement (in
+    // PostgresNIO's message handling and PostgreSQL's executor). A write that loses a race, or needs
     // several statements (keys of several providers), waits for the user's advisory lock and tries again
     // in a transaction of its own, so writers of one busy user queue rather than spin.
 
@@ -204,7 +203,7 @@ public struct PostgresKeyStore: KeyStore {
             // The first statement carries the version check; it holds the account's row until the commit,
             // so a later one of the same change always lands.
             if index == 0 { return nil }
-            throw StoreFault("a later statement of one write did not land")
+            throw Fault(.store, "a later statement of one write did not land")
         }
         return change.account
     }
@@ -219,7 +218,7 @@ public struct PostgresKeyStore: KeyStore {
             ReadAccountsClaiming(users: users), logger: logger)
         {
             guard let recorded, recorded == masterKey.idBytes else {
-                throw StoreFault.sealedUnderOtherKey(recorded: recorded ?? Data(), given: masterKey)
+                throw Fault.sealedUnderOtherKey(recorded: recorded ?? Data(), given: masterKey)
             }
             claimed = true
             guard let rowUser, let version, let globalID else { continue }
@@ -227,7 +226,7 @@ public struct PostgresKeyStore: KeyStore {
                 name, apiKey, apiKeyName, organizationKey, to: accounts[rowUser]?.0, of: UserID(trusted: rowUser), globalID: globalID)
             accounts[rowUser] = (account, version)
         }
-        guard claimed else { throw StoreFault("the database records no master key") }
+        guard claimed else { throw Fault(.store, "the database records no master key") }
         return accounts
     }
 
@@ -246,12 +245,13 @@ public struct PostgresKeyStore: KeyStore {
         return UserAccount(user: user, globalID: globalID, keys: keys)
     }
 
-    /// The rows that write what changed, none for a no-op: one per changed key (or one that only makes a
-    /// new account with no key). Each lands only if the account is still where the row before left it
-    /// (the first: at `version`, `nil` meaning there is none). The first carries the change's audit
-    /// entry. Keys whose (key, organization) pair is new get the change's health.
+    /// The statements' rows that write what the change changed (`AccountRowChanges`), none for a no-op:
+    /// one per changed key, or one that only makes a new account with no key. Each lands only if the
+    /// account is still where the row before left it (the first: at `version`, `nil` meaning there is
+    /// none). The first carries the change's audit entry.
     func writeRows(_ change: AccountChange, replacing old: UserAccount?, version: Int64?) throws -> [GuardedWriteRow] {
         let new = change.account
+        let changes = AccountRowChanges(from: old, to: new)
         var rows: [GuardedWriteRow] = []
         func row(_ operation: GuardedWriteRow.Operation, of provider: Provider?) -> GuardedWriteRow {
             GuardedWriteRow(
@@ -259,118 +259,26 @@ public struct PostgresKeyStore: KeyStore {
                 expectedVersion: GuardedWriteRow.version(after: version, rows: rows.count),
                 operation: operation, provider: provider?.rawValue, audit: rows.isEmpty ? change.audit : nil)
         }
-        for provider in Provider.allCases {
-            let before = old?.keys[provider]
-            let after = new.keys[provider]
-            guard before != after else { continue }
-            switch (before, after) {
-            case (nil, let key?):
+        for keyRow in changes.keyRows {
+            switch keyRow {
+            case .insert(let provider, let key):
                 var insert = row(.insert, of: provider)
                 try insert.seal(key, with: codec, provider: provider)
                 insert.health = change.healthOfNewCredentials
                 rows.append(insert)
-            case (let previous?, let key?):
-                // A new (key, organization) pair starts over with the health the change gives it.
-                let newPair = !previous.hasSameCredentials(as: key)
-                var update = row(newPair ? .updateNewPair : .update, of: provider)
+            case .update(let provider, let key, let newCredentials):
+                var update = row(newCredentials ? .updateNewPair : .update, of: provider)
                 try update.seal(key, with: codec, provider: provider)
-                if newPair { update.health = change.healthOfNewCredentials }
+                if newCredentials { update.health = change.healthOfNewCredentials }
                 rows.append(update)
-            case (_?, nil):
+            case .delete(let provider):
                 rows.append(row(.delete, of: provider))
-            case (nil, nil):
-                continue
             }
         }
-        if rows.isEmpty && old == nil {
+        if rows.isEmpty && changes.createsAccount {
             rows.append(row(.accountOnly, of: nil))
         }
         return rows
     }
 }
 
-typealias Decide = @Sendable (UserAccount?) throws -> AccountChange
-
-/// One user's writes in a batch, in arrival order, each decided on the account the one before it
-/// leaves. A write that needs several statements ends the chain: it and those after it are tried again
-/// alone.
-struct WriteChain {
-    private enum Step {
-        /// Lands with the write of `round`, if it and the user's writes before it land.
-        case write(index: Int, round: Int, row: GuardedWriteRow, account: UserAccount)
-        /// A no-op or a refusal, decided on the account the writes before it leave: it stands only if
-        /// they land. Otherwise it was decided on a state that never was, and is decided again alone.
-        case decided(index: Int, outcome: FirstAttempt)
-    }
-
-    private var account: UserAccount?
-    private var version: Int64?
-    private var steps: [Step] = []
-    private var rows: [GuardedWriteRow] = []
-    private var ended = false
-
-    init(account: UserAccount?, version: Int64?) {
-        self.account = account
-        self.version = version
-    }
-
-    var writeCount: Int { rows.count }
-
-    func row(_ round: Int) -> GuardedWriteRow? {
-        round < rows.count ? rows[round] : nil
-    }
-
-    mutating func decide(_ decide: Decide, index: Int, store: PostgresKeyStore) {
-        guard !ended else { return }
-        do {
-            let change = try decide(account)
-            let changeRows = try store.writeRows(change, replacing: account, version: version)
-            switch changeRows.count {
-            case 0:
-                steps.append(.decided(index: index, outcome: .landed(change.account)))
-            case 1:
-                steps.append(.write(index: index, round: rows.count, row: changeRows[0], account: change.account))
-                rows.append(changeRows[0])
-                account = change.account
-                version = GuardedWriteRow.version(after: version, rows: 1)
-            default:
-                ended = true
-            }
-        } catch {
-            steps.append(.decided(index: index, outcome: .failed(error)))
-        }
-    }
-
-    /// Each step's outcome, given the users whose row landed in each round; a step whose writes before
-    /// it did not all land is left to be tried again alone.
-    func settle(landed: [Set<String>], into outcomes: inout [FirstAttempt]) {
-        for step in steps {
-            switch step {
-            case .write(let index, let round, let row, let account):
-                guard round < landed.count, landed[round].contains(row.user) else { return }
-                outcomes[index] = .landed(account)
-            case .decided(let index, let outcome):
-                outcomes[index] = outcome
-            }
-        }
-    }
-}
-
-/// How a write's first attempt, in a batch, ended.
-enum FirstAttempt: Sendable {
-    case landed(UserAccount)
-    /// Refused, or the batch failed.
-    case failed(any Error)
-    /// Another write came first, or the change needs several statements: it is tried again alone.
-    case needsTransaction
-}
-
-extension GuardedWriteRow {
-    /// Sets the key's columns: the key sealed, its name, the organization sealed.
-    mutating func seal(_ key: ProviderKey, with codec: SealedKeyCodec, provider: Provider) throws {
-        let sealed = try codec.seal(key, user: user, provider: provider.rawValue)
-        sealedKey = ByteBuffer(data: sealed.apiKey)
-        keyName = key.apiKeyName
-        sealedOrganization = sealed.organizationKey.map { ByteBuffer(data: $0) }
-    }
-}

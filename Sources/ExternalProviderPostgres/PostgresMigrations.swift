@@ -77,7 +77,7 @@ enum PostgresMigrations {
                     """), logger: logger)
             let applied = try await appliedVersions(connection, logger: logger)
             if let newest = applied.max(), newest > (all.last?.version ?? 0) {
-                throw StoreFault("the database was migrated by a newer version of external-provider (migration \(newest)); upgrade it to use this database")
+                throw Fault(.store, "the database was migrated by a newer version of external-provider (migration \(newest)); upgrade it to use this database")
             }
             var done: [Int] = []
             for migration in all where !applied.contains(migration.version) {

@@ -5,11 +5,10 @@ import Logging
 import PostgresNIO
 
 // Every statement an account read or write runs, as named prepared statements. PostgresNIO prepares each once per
-// connection and then only binds and executes it. The same statement sent as a one-off query made
-// PostgreSQL parse, analyze and plan it on every request: profiled under 16 writers, that was half of
-// PostgreSQL's CPU and a fifth of the machine's. Every parameter is cast, since a prepared statement's
-// types come from its text, not from the values of its first use. Names are written out: PostgreSQL
-// cuts a name at 63 bytes.
+// connection and then only binds and executes it, so PostgreSQL does not parse, analyze and plan it on
+// every request (bench/README.md has the profile). Every parameter is cast, since a prepared
+// statement's types come from its text, not from the values of its first use. Names are written out:
+// PostgreSQL cuts a name at 63 bytes.
 
 /// The accounts of several users with this store's master key id beside them: rows of (master key id,
 /// user, version, global id, provider, sealed key, name, sealed organization), one per key, or one with
@@ -165,9 +164,7 @@ struct GuardedWrites: PostgresPreparedStatement {
         bindings.append(NullableArray(rows.map(\.keyName)))
         bindings.append(NullableArray(rows.map(\.sealedOrganization)))
         let health = rows.map { $0.health.map(KeyHealthColumns.init) }
-        bindings.append(NullableArray(rows.map { row -> Date? in
-            if case .valid(let at)? = row.health { at } else { nil }
-        }))
+        bindings.append(NullableArray(health.map { $0?.verifiedAt }))
         bindings.append(NullableArray(health.map { $0?.word }))
         bindings.append(NullableArray(health.map { $0?.checkedAt }))
         bindings.append(NullableArray(health.map { $0?.code }))

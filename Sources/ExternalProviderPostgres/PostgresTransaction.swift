@@ -1,4 +1,5 @@
 import ExternalProviderCore
+import ExternalProviderStore
 import Logging
 import NIOCore
 import PostgresNIO
@@ -60,7 +61,7 @@ struct PostgresAvailability: Sendable {
         do {
             // Answered at the deadline without waiting for `body` to end: a query sent on a connection the
             // database dropped as it stopped can wait on PostgresNIO for longer than the caller may,
-            // whatever its cancellation (seen in the outage test: a request that never answered).
+            // whatever its cancellation.
             return try await Deadline.answering(within: Self.operationDeadline, orThrowing: { Expired() }, body)
         } catch is Expired {
             throw StoreUnavailable(await diagnosis?.cause() ?? "PostgreSQL did not answer within \(Self.operationDeadline)")
@@ -94,10 +95,5 @@ struct PostgresAvailability: Sendable {
     }
 }
 
-extension PostgresKeyStore {
-    /// Whether `error` came from PostgreSQL or its client (one the store did not already sort as
-    /// `StoreUnavailable`).
-    public static func isDatabaseError(_ error: any Error) -> Bool {
-        error is PSQLError
-    }
-}
+/// PostgreSQL's own errors, and its client's, are faults of the store.
+extension PSQLError: DatabaseFailure {}

@@ -1,112 +1,81 @@
-import ExternalProviderAPI
 import ExternalProviderCore
-import ExternalProviderPostgres
+import ExternalProviderSetup
 import ExternalProviderStore
 import Foundation
 import Hummingbird
 import Logging
 import NIOCore
-import OpenAPIHummingbird
 import ServiceLifecycle
 
-/// What `serve` needs to know; `main` and the tests both build the application from it.
-public protocol AppArguments: Sendable {
-    var host: String { get }
-    var port: Int { get }
-    var dataDirectory: String { get }
-    var logLevel: Logger.Level { get }
-    var masterKeyFile: String? { get }
-    var allowedHosts: [String] { get }
-    var allowedOrigins: [String] { get }
-    /// Whether keys are checked with the provider before they are stored.
-    var verifyKeys: Bool { get }
-    var openAIBaseURL: String { get }
-    /// Seconds for the check's connect and for its read.
-    var verifyTimeout: Double { get }
-    /// Connections open at once; more are closed as they arrive.
-    var maxConnections: Int { get }
-    /// Seconds within which a request's head and body must arrive.
-    var requestTimeout: Double { get }
-    /// Bytes a relayed request body may have.
-    var relayMaxBody: Int { get }
-    /// Seconds the relay waits for OpenAI's answer to begin.
-    var relayTimeout: Double { get }
-    /// Seconds after which a stored key is checked again; 0: never.
-    var recheckInterval: Double { get }
-    /// The shared PostgreSQL store; `nil`: the data dir's SQLite store.
-    var databaseURL: DatabaseURL? { get }
-    /// Whether `serve` applies missing PostgreSQL migrations, or refuses an outdated database.
-    var migrate: Bool { get }
-    /// Whether `GET /metrics` is served.
-    var metrics: Bool { get }
-}
+/// The application `serve` runs, built from its settings, each read where it is used: the store, the
+/// providers' client, the relay, the background services and the router. Every setting is read before
+/// anything is opened, so a malformed one fails the start in one line and changes nothing.
+public func buildApplication(_ settings: Settings, logger given: Logger? = nil) async throws -> some ApplicationProtocol {
+    let host = try settings.value(ServeSettings.host)
+    let port = try settings.value(ServeSettings.port)
+    let location = try StoreLocation(settings)
+    let migrate = try settings.value(ServeSettings.migrate)
+    let verifyKeys = try settings.value(ServeSettings.verifyKeys)
+    let verifyTimeout = TimeAmount(seconds: try settings.value(ServeSettings.verifyTimeout))
+    let recheckInterval = try settings.value(ServeSettings.recheckInterval)
+    let relayTimeout = TimeAmount(seconds: try settings.value(ServeSettings.relayTimeout))
+    let relayMaxBody = try settings.value(ServeSettings.relayMaxBody)
+    let requestTimeout = TimeAmount(seconds: try settings.value(ServeSettings.requestTimeout))
+    let maxConnections = try settings.value(ServeSettings.maxConnections)
+    var baseURLs: [Provider: String] = [:]
+    for (provider, setting) in ServeSettings.baseURLs { baseURLs[provider] = try settings.value(setting) }
+    let roots = ProviderRoots(baseURLs: baseURLs)
+    let access = AccessPolicy(
+        boundHost: host, port: port, allowedHosts: settings.value(ServeSettings.allowHost), allowedOrigins: settings.value(ServeSettings.allowOrigin))
+    let metrics = try settings.value(ServeSettings.metrics) ? ServerMetrics() : nil
 
-extension AppArguments {
-    var storeLocation: StoreLocation { databaseURL.map(StoreLocation.postgres) ?? .dataDirectory(dataDirectory) }
-}
-
-/// The name of the SQLite file inside the data dir.
-public let storeFileName = "external-provider.sqlite"
-
-public func buildApplication(
-    _ arguments: some AppArguments,
-    environment: [String: String] = ProcessInfo.processInfo.environment,
-    logger given: Logger? = nil
-) async throws -> some ApplicationProtocol {
     // Every part of the application logs through this one logger (tests pass one that keeps the lines).
     var logger = given ?? Logger(label: "external-provider")
-    logger.logLevel = arguments.logLevel
-    let serving = try await arguments.storeLocation.openForServing(
-        masterKeyFile: arguments.masterKeyFile, environment: environment, migrate: arguments.migrate, logger: logger)
+    logger.logLevel = try settings.value(ServeSettings.logLevel)
+    let serving = try await location.openForServing(migrate: migrate, logger: logger)
     let store = serving.store
-    let access = AccessPolicy(
-        boundHost: arguments.host, port: arguments.port,
-        allowedHosts: arguments.allowedHosts, allowedOrigins: arguments.allowedOrigins)
     // The store's services (PostgreSQL's client) first: they stop last, after the server.
     var services: [any Service] = serving.services + [MemoryTrimmer(logger: logger)]
-    let verifyTimeout = TimeAmount(seconds: arguments.verifyTimeout)
-    let openAIClient = OpenAIKeyVerifier.makeClient(timeout: verifyTimeout)
-    services.append(HTTPClientService(client: openAIClient))
+    let checks = ProviderClient.makeClient(timeout: verifyTimeout)
+    services.append(HTTPClientService(client: checks))
     // The same calls check a key before it is stored and list a user's models.
-    let openAI = OpenAIKeyVerifier(client: openAIClient, baseURL: arguments.openAIBaseURL, timeout: verifyTimeout, logger: logger)
+    let providers = ProviderClient(client: checks, roots: roots, timeout: verifyTimeout, logger: logger)
     let health = KeyHealthReporter(store: store, logger: logger)
-    let metrics = arguments.metrics ? ServerMetrics() : nil
-    let verifier: any KeyVerifier = metrics.map { CountedVerifier(base: openAI, metrics: $0) } ?? openAI
-    if !arguments.verifyKeys {
-        logger.notice("key verification is off: keys are stored without checking them with OpenAI, and never re-checked")
-    } else if arguments.recheckInterval > 0 {
-        services.append(KeyRechecker(store: store, verifier: verifier, interval: arguments.recheckInterval, logger: logger))
+    let verifier: any KeyVerifier = metrics.map { CountedVerifier(base: providers, metrics: $0) } ?? providers
+    if !verifyKeys {
+        logger.notice("key verification is off: keys are stored without checking them with their provider, and never re-checked")
+    } else if recheckInterval > 0 {
+        services.append(KeyRechecker(store: store, verifier: verifier, interval: recheckInterval, logger: logger))
     }
-    let connections = ConnectionLimit(maximum: connectionCap(arguments.maxConnections, logger: logger))
-    let relayTimeout = TimeAmount(seconds: arguments.relayTimeout)
+    let connections = ConnectionLimit(maximum: connectionCap(maxConnections, logger: logger))
     let relayClients = RelayClients(timeout: relayTimeout, connectTimeout: verifyTimeout, maxConnections: connections.maximum)
     services += relayClients.all.map(HTTPClientService.init)
-    let relay = OpenAIRelay(
-        store: store, clients: relayClients, baseURL: OpenAIKeyVerifier.trimmedBaseURL(arguments.openAIBaseURL),
-        maxBodyBytes: arguments.relayMaxBody, timeout: relayTimeout, health: health, logger: logger, metrics: metrics)
-    let requestTimeout = TimeAmount(seconds: arguments.requestTimeout)
+    let relay = Relay(
+        store: store, clients: relayClients, roots: roots, maxBodyBytes: relayMaxBody, timeout: relayTimeout, health: health, logger: logger,
+        metrics: metrics)
     let limiter = FailedAttemptLimiter()
     services.append(RefusalSummary(limiter: limiter, logger: logger))
+    let parts = ServerParts(
+        store: store, verifier: verifyKeys ? verifier : nil, models: providers, health: health, relay: relay, access: access,
+        authenticator: Authenticator(registry: store, limiter: limiter, recentlyValid: RecentlyValidApplications(), metrics: metrics),
+        metrics: metrics)
     let connectionLogger = logger
     var app = Application(
-        router: try buildRouter(
-            store, verifier: arguments.verifyKeys ? verifier : nil, models: openAI, health: health, relay: relay, access: access,
-            limiter: limiter, metrics: metrics, logger: logger),
+        router: try buildRouter(parts),
         // Any local process can connect: an idle connection, a slow request and too many connections
         // must not hold descriptors forever.
         server: .http1(configuration: .init(
             additionalChannelHandlers: [ConnectionGuardHandler(limit: connections, requestTimeout: requestTimeout, logger: connectionLogger)],
             idleTimeout: .seconds(60))),
-        configuration: .init(address: .hostname(arguments.host, port: arguments.port), serverName: nil),
+        configuration: .init(address: .hostname(host, port: port), serverName: nil),
         services: services,
         // Said only once listening, so that a start that fails prints nothing but its one error line.
         onServerRunning: { [logger] channel in
-            let port = channel.localAddress?.port ?? arguments.port
-            access.listening(on: port)
+            let bound = channel.localAddress?.port ?? port
+            access.listening(on: bound)
             // With --port 0 the system picks the port: this line says which.
             logger.info(
-                "serving",
-                metadata: ["port": "\(port)", "store": "\(arguments.storeLocation.description)", "schema.migration": "\(DataVersion.current)"])
+                "serving", metadata: ["port": "\(bound)", "store": "\(location.description)", "schema.migration": "\(DataVersion.current)"])
         },
         logger: logger
     )
@@ -128,74 +97,7 @@ private func connectionCap(_ requested: Int, logger: Logger) -> Int {
     let available = ProcessHardening.raiseDescriptorLimit() - reservedDescriptors
     guard requested > available else { return requested }
     logger.warning(
-        "--max-connections is above what the descriptor limit allows; raise the hard limit (ulimit -Hn) to serve more",
+        "\(ServeSettings.maxConnections.declaration.option) is above what the descriptor limit allows; raise the hard limit (ulimit -Hn) to serve more",
         metadata: ["max_connections.requested": "\(requested)", "max_connections": "\(max(1, available))"])
     return max(1, available)
-}
-
-func buildRouter(
-    _ store: any KeyStore & ApplicationRegistry,
-    verifier: (any KeyVerifier)? = nil,
-    models: any ModelLister,
-    health: KeyHealthReporter,
-    relay: OpenAIRelay? = nil,
-    access: AccessPolicy,
-    limiter: FailedAttemptLimiter = FailedAttemptLimiter(),
-    recentlyValid: RecentlyValidApplications = RecentlyValidApplications(),
-    metrics: ServerMetrics? = nil,
-    readinessBudget: Duration = Readiness.budget,
-    logger: Logger
-) throws -> Router<AppRequestContext> {
-    let routes = RouteTable()
-    let router = Router(context: AppRequestContext.self, options: .autoGenerateHeadEndpoints)
-    router.add(middleware: RequestLogMiddleware())
-    if let metrics { router.add(middleware: MetricsMiddleware(metrics: metrics)) }
-    router.add(middleware: ProtectiveHeadersMiddleware())
-    router.add(middleware: BrowserGuardMiddleware(policy: access))
-    router.add(middleware: PlainTextErrorMiddleware(routes: routes, metrics: metrics))
-
-    router.get("/health") { _, _ in "ok" }
-    routes.record(.get, "/health")
-    router.get("/ready") { _, _ in
-        guard await Readiness.storeAnswers(store, within: readinessBudget) else { throw Problem.notReady }
-        return "ready"
-    }
-    routes.record(.get, "/ready")
-    if let metrics {
-        // Aggregates only, no user or key in any label, so like /health it needs no application id.
-        router.get("/metrics") { _, _ in
-            Response(
-                status: .ok,
-                headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
-                body: .init(byteBuffer: ByteBuffer(string: try await metrics.exposition(store: store))))
-        }
-        routes.record(.get, "/metrics")
-    }
-    router.get("/openapi.yaml") { _, _ in
-        Response(
-            status: .ok,
-            headers: [.contentType: "application/yaml; charset=utf-8"],
-            body: .init(byteBuffer: ByteBuffer(bytes: try OpenAPIDocument.yaml()))
-        )
-    }
-    routes.record(.get, "/openapi.yaml")
-
-    let authentication = ApplicationAuthMiddleware(registry: store, limiter: limiter, recentlyValid: recentlyValid, metrics: metrics)
-    if let relay {
-        let relayed = router.group(RouterPath(OpenAIRelay.pathPrefix))
-            .add(middleware: authentication)
-            .add(middleware: RequireScopeMiddleware(scope: .relay))
-        for method in [HTTPRequest.Method.get, .post, .put, .patch, .delete] {
-            relayed.on("**", method: method) { request, context in try await relay.handle(request, context: context) }
-            routes.record(method, OpenAIRelay.pathPrefix + "/**")
-        }
-    }
-    let api = router.group().add(middleware: authentication)
-    try ExternalProviderHandler(keys: KeyService(store: store, verifier: verifier), models: models, health: health).registerHandlers(
-        on: RecordingTransport(base: api, table: routes),
-        // Compact JSON: the runtime's default pretty-prints, which costs bytes on every answer.
-        configuration: .init(jsonEncodingOptions: [.sortedKeys]),
-        middlewares: [OperationScopeMiddleware(), JSONBodyMiddleware()]
-    )
-    return router
 }

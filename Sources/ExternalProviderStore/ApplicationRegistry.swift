@@ -1,3 +1,4 @@
+import ExternalProviderCore
 import Crypto
 import Foundation
 

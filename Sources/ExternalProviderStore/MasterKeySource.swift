@@ -1,3 +1,4 @@
+import ExternalProviderCore
 import Foundation
 
 /// Where the master key comes from, in order: `--master-key-file` or `EXTERNAL_PROVIDER_MASTER_KEY`
@@ -27,7 +28,7 @@ public enum MasterKeySource: Sendable, Equatable {
             do {
                 return (try MasterKey(base64: environment[Self.environmentVariable] ?? ""), false)
             } catch {
-                throw StoreFault("\(Self.environmentVariable) is not usable: \(error)")
+                throw Fault(.store, "\(Self.environmentVariable) is not usable: \(error)")
             }
         case .dataDirectory(let directory):
             // The caller holds the data dir's lock; `createExclusively` also never replaces a key another
@@ -49,7 +50,7 @@ public enum MasterKeySource: Sendable, Equatable {
         do {
             return try MasterKey(base64: text)
         } catch {
-            throw StoreFault("the master key file \(path) is not usable: \(error)")
+            throw Fault(.store, "the master key file \(path) is not usable: \(error)")
         }
     }
 }

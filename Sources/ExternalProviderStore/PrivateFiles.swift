@@ -1,3 +1,4 @@
+import ExternalProviderCore
 import Foundation
 
 #if canImport(Glibc)
@@ -162,7 +163,7 @@ public enum SecretFile {
         defer { unlink(temporary) }
         guard link(temporary, path) == 0 else {
             if errno == EEXIST { return false }
-            throw StoreFault("cannot create \(path): \(String(cString: strerror(errno)))")
+            throw Fault(.store, "cannot create \(path): \(String(cString: strerror(errno)))")
         }
         syncDirectory(of: path)
         return true
@@ -171,7 +172,7 @@ public enum SecretFile {
     /// `rename(2)` then an fsync of the directory, so the new name survives a crash.
     public static func rename(_ source: String, over destination: String) throws {
         guard Foundation.rename(source, destination) == 0 else {
-            throw StoreFault("cannot rename \(source) to \(destination): \(String(cString: strerror(errno)))")
+            throw Fault(.store, "cannot rename \(source) to \(destination): \(String(cString: strerror(errno)))")
         }
         syncDirectory(of: destination)
     }
@@ -180,14 +181,14 @@ public enum SecretFile {
         let temporary = path + ".tmp-\(getpid())"
         unlink(temporary)
         let descriptor = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
-        guard descriptor >= 0 else { throw StoreFault("cannot create \(temporary): \(String(cString: strerror(errno)))") }
+        guard descriptor >= 0 else { throw Fault(.store, "cannot create \(temporary): \(String(cString: strerror(errno)))") }
         let bytes = Array(contents.utf8)
         let written = bytes.withUnsafeBytes { write(descriptor, $0.baseAddress, $0.count) }
         let synced = fsync(descriptor)
         close(descriptor)
         guard written == bytes.count, synced == 0 else {
             unlink(temporary)
-            throw StoreFault("cannot write \(temporary): \(String(cString: strerror(errno)))")
+            throw Fault(.store, "cannot write \(temporary): \(String(cString: strerror(errno)))")
         }
         return temporary
     }

@@ -56,7 +56,7 @@ package struct SealedKeyCodec: Sendable {
                     try masterKey.open($0, for: context(.organizationKey, user: user, provider: provider))
                 })
         } catch {
-            throw StoreFault("the \(provider) key of user '\(user)' did not open: \(error)")
+            throw Fault(.store, "the \(provider) key of user '\(user)' did not open: \(error)")
         }
     }
 

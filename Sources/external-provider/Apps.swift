@@ -1,7 +1,6 @@
 import ArgumentParser
 import ExternalProviderCore
-import ExternalProviderPostgres
-import ExternalProviderServer
+import ExternalProviderSetup
 import ExternalProviderStore
 import Foundation
 import Logging
@@ -17,10 +16,10 @@ struct Apps: AsyncParsableCommand {
 
         @Argument(help: "1 to 64 letters, digits, '.', '_' or '-'.") var name: String
 
-        @Option(name: .customLong("scope"), help: "keys (the three ExternalProvider operations) or relay (the OpenAI relay and the model list); repeatable. Default: relay for an application bound with --user, keys otherwise.")
+        @Option(name: CommandOption.scope.long, help: ArgumentHelp("keys (the key operations) or relay (the relay and the model list); repeatable. Default: relay for an application bound with \(CommandOption.user.flag), keys otherwise."))
         var scopes: [String] = []
 
-        @Option(name: .customLong("user"), help: "Bind the application to this user: the relay uses this user's key, and no other.")
+        @Option(name: CommandOption.user.long, help: "Bind the application to this user: it may use and change this user's keys, and no other's.")
         var user: String?
 
         @OptionGroup var store: StoreOptions
@@ -37,7 +36,7 @@ struct Apps: AsyncParsableCommand {
                 do {
                     _ = try UserID(validating: user)
                 } catch {
-                    fail("--user: \(error.message)")
+                    fail("\(CommandOption.user.flag): \(error.message)")
                 }
             }
             let (name, user, scopes) = (name, user, chosen.isEmpty ? ApplicationScope.defaults(boundUser: user) : chosen)
@@ -100,7 +99,6 @@ struct RotateMasterKey: AsyncParsableCommand {
     @OptionGroup var store: StoreOptions
 
     func run() async throws {
-        let environment = ProcessInfo.processInfo.environment
         let newKey: MasterKey
         do {
             newKey = try MasterKey(base64: String(contentsOfFile: newKeyFile, encoding: .utf8))
@@ -108,19 +106,11 @@ struct RotateMasterKey: AsyncParsableCommand {
             fail("cannot use --new-key-file \(newKeyFile): \(error)")
         }
         do {
-            let count: Int
-            let (location, masterKeyFile) = try store.resolve(environment)
-            switch location {
-            case .dataDirectory(let path):
-                count = try await DataDirectory(path).rotateMasterKey(
-                    to: newKey, masterKeyFile: masterKeyFile, environment: environment, logger: commandLogger)
-            case .postgres(let url):
-                count = try await StoreLocation.postgres(url).withPostgresStore(
-                    masterKeyFile: masterKeyFile, environment: environment, logger: commandLogger) { try await $0.rotateMasterKey(to: newKey) }
-            }
+            let location = try store.location()
+            let count = try await location.rotateMasterKey(to: newKey, logger: commandLogger)
             print("re-sealed \(count) stored key(s) under master key \(newKey.id); the old master key is no longer needed")
-            if masterKeyFile != nil || environment[MasterKeySource.environmentVariable] != nil {
-                print("start serve with --master-key-file \(newKeyFile) (or its contents in \(MasterKeySource.environmentVariable)) from now on")
+            if location.masterKeyIsGiven {
+                print("start serve with \(StoreSettings.masterKeyFile.declaration.option) \(newKeyFile) (or its contents in \(MasterKeySource.environmentVariable)) from now on")
             }
         } catch {
             fail("\(error)")
@@ -135,42 +125,18 @@ struct Migrate: AsyncParsableCommand {
     @OptionGroup var store: StoreOptions
 
     func run() async throws {
-        let environment = ProcessInfo.processInfo.environment
         do {
-            let (location, masterKeyFile) = try store.resolve(environment)
-            switch location {
-            case .postgres(let url):
-                let applied = try await PostgresKeyStore.withClient(url, logger: commandLogger) { client in
-                    try await PostgresKeyStore.migrate(client: client, diagnosing: url, logger: commandLogger)
-                }
+            let location = try store.location()
+            let applied = try await location.migrate(logger: commandLogger)
+            switch location.place {
+            case .postgres:
                 print(applied.isEmpty ? "the database is up to date (data version \(DataVersion.current))"
                     : "applied migration(s) \(applied.map(String.init).joined(separator: ", ")); the database is at data version \(DataVersion.current)")
             case .dataDirectory:
-                _ = try await location.withStore(
-                    masterKeyFile: masterKeyFile, environment: environment, migrate: true, logger: commandLogger) { _ in }
                 print("the data dir's store is at data version \(DataVersion.current)")
             }
         } catch {
             fail("\(error)")
         }
-    }
-}
-
-private var commandLogger: Logger {
-    var logger = Logger(label: "external-provider")
-    logger.logLevel = .warning
-    return logger
-}
-
-/// Runs `body` with the store the options name, opened as `serve` opens it; any failure ends the command.
-func withStore<Result: Sendable>(
-    _ options: StoreOptions, _ body: @escaping @Sendable (any KeyStore & ApplicationRegistry) async throws -> Result
-) async -> Result {
-    let environment = ProcessInfo.processInfo.environment
-    do {
-        let (location, masterKeyFile) = try options.resolve(environment)
-        return try await location.withStore(masterKeyFile: masterKeyFile, environment: environment, migrate: false, logger: commandLogger, body)
-    } catch {
-        fail("\(error)")
     }
 }

@@ -1,15 +1,15 @@
 import ArgumentParser
 import ExternalProviderCore
-import ExternalProviderServer
+import ExternalProviderSetup
 import Foundation
 
 struct Audit: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Print the audit trail: every accepted change, who made it and when. Field names only, never a value.")
 
-    @Option(help: "Only changes to this user.") var user: String?
+    @Option(name: CommandOption.user.long, help: "Only changes to this user.") var user: String?
 
-    @Option(help: "Only changes at or after this time: 2026-11-30, or 2026-11-30T10:00:00Z.") var since: String?
+    @Option(name: CommandOption.since.long, help: "Only changes at or after this time: 2026-11-30, or 2026-11-30T10:00:00Z.") var since: String?
 
     @Flag(help: "One JSON array instead of a table.") var json = false
 
@@ -21,11 +21,11 @@ struct Audit: AsyncParsableCommand {
             do {
                 query.user = try UserID(validating: user)
             } catch {
-                fail("--user: \(error.message)")
+                fail("\(CommandOption.user.flag): \(error.message)")
             }
         }
         if let since {
-            guard let date = Self.parseTime(since) else { fail("--since: '\(since)' is not a date (2026-11-30) or a time (2026-11-30T10:00:00Z)") }
+            guard let date = Self.parseTime(since) else { fail("\(CommandOption.since.flag): '\(since)' is not a date (2026-11-30) or a time (2026-11-30T10:00:00Z)") }
             query.since = date
         }
         let entries = await withStore(store) { [query] in try await $0.auditTrail(query) }

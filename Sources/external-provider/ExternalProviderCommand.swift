@@ -1,17 +1,21 @@
 import ArgumentParser
-import ExternalProviderPostgres
-import ExternalProviderServer
+import ExternalProviderCore
+import ExternalProviderSetup
+import ExternalProviderStore
 import Foundation
+import Logging
 
 @main
 struct ExternalProviderCommand: AsyncParsableCommand {
+    static let version = "0.2.0"
+
     static func main() async {
         // Every file this process makes (the store, its WAL, key files) is for its owner alone.
         umask(0o077)
         do {
             var command = try parseAsRoot()
             // Every command may open keys; only `serve --allow-core-dumps` lets a core file hold them.
-            if (command as? Serve)?.allowCoreDumps != true { ProcessHardening.forbidCoreDumps() }
+            if !((command as? any MayDumpCore)?.allowsCoreDumps ?? false) { ProcessHardening.forbidCoreDumps() }
             if var command = command as? any AsyncParsableCommand {
                 try await command.run()
             } else {
@@ -25,31 +29,56 @@ struct ExternalProviderCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "external-provider",
         abstract: "Keeps people's API keys for AI providers and serves the PiecesOS ExternalProvider API.",
+        version: "external-provider \(version) (commit \(buildCommit))",
         subcommands: [Serve.self, Apps.self, Keys.self, Audit.self, Key.self, Models.self, RotateMasterKey.self, Migrate.self]
     )
 }
 
-/// Where the store is and what opens it: shared by every command that touches the data dir.
+/// A command that may leave core dumps on: `serve --allow-core-dumps` only.
+protocol MayDumpCore {
+    var allowsCoreDumps: Bool { get }
+}
+
+/// Where the store is and what opens it: shared by every command that touches the store.
 struct StoreOptions: ParsableArguments {
-    @Option(name: .customLong(Setting.dataDir.flag), help: ArgumentHelp(Setting.dataDir.help)) var dataDir: String?
-    @Option(name: .customLong(Setting.masterKeyFile.flag), help: ArgumentHelp(Setting.masterKeyFile.help)) var masterKeyFile: String?
-    @Option(name: .customLong(Setting.databaseURL.flag), help: ArgumentHelp(Setting.databaseURL.help)) var databaseURL: String?
+    @Option(name: .customLong(StoreSettings.dataDir.declaration.flag), help: ArgumentHelp(StoreSettings.dataDir.declaration.help))
+    var dataDir: String?
+    @Option(name: .customLong(StoreSettings.masterKeyFile.declaration.flag), help: ArgumentHelp(StoreSettings.masterKeyFile.declaration.help))
+    var masterKeyFile: String?
+    @Option(name: .customLong(StoreSettings.databaseURL.declaration.flag), help: ArgumentHelp(StoreSettings.databaseURL.declaration.help))
+    var databaseURL: String?
 
-    /// The flags given, for `Settings`.
-    var flags: [Setting: String?] { [.dataDir: dataDir, .masterKeyFile: masterKeyFile, .databaseURL: databaseURL] }
-
-    /// The store and its master key file, each from its flag, else its variable, else its default.
-    func resolve(_ environment: [String: String]) throws -> (location: StoreLocation, masterKeyFile: String?) {
-        if let databaseURL, (try? DatabaseURL(databaseURL))?.password != nil {
-            FileHandle.standardError.write(Data(
-                "warning: the password in --\(Setting.databaseURL.flag) shows in every process listing; give the URL in \(Setting.databaseURL.variable) instead\n".utf8))
-        }
-        let settings = Settings(flags: flags, environment: environment)
-        return (try StoreLocation(settings), settings.text(.masterKeyFile))
+    /// The store, each setting from its flag, else its variable, else its default.
+    func location() throws -> StoreLocation {
+        var given: [SettingDeclaration: [String]] = [:]
+        given[StoreSettings.dataDir.declaration] = dataDir.map { [$0] }
+        given[StoreSettings.masterKeyFile.declaration] = masterKeyFile.map { [$0] }
+        given[StoreSettings.databaseURL.declaration] = databaseURL.map { [$0] }
+        warnOfPasswordInFlag(databaseURL)
+        return try StoreLocation(Settings(given: given))
     }
 }
 
-/// Prints `error: <line>` to stderr and exits 1: every failure a command reports is one line.
-func fail(_ line: String) -> Never {
-    exitWith(.failure, line)
+/// A database URL given as a flag, password and all, shows in every process listing.
+func warnOfPasswordInFlag(_ databaseURL: String?) {
+    guard let warning = StoreSettings.passwordInFlagWarning(databaseURL) else { return }
+    FileHandle.standardError.write(Data("warning: \(warning)\n".utf8))
+}
+
+/// The commands' own log, for what a store says as it opens: warnings and worse.
+let commandLogger: Logger = {
+    var logger = Logger(label: "external-provider")
+    logger.logLevel = .warning
+    return logger
+}()
+
+/// Runs `body` with the store the options name, opened as `serve` opens it; any failure ends the command.
+func withStore<Result: Sendable>(
+    _ options: StoreOptions, _ body: @escaping @Sendable (any KeyStore & ApplicationRegistry) async throws -> Result
+) async -> Result {
+    do {
+        return try await options.location().withStore(migrate: false, logger: commandLogger, body)
+    } catch {
+        fail("\(error)")
+    }
 }

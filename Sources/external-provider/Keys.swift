@@ -1,7 +1,6 @@
 import ArgumentParser
 import ExternalProviderCore
-import ExternalProviderPostgres
-import ExternalProviderServer
+import ExternalProviderSetup
 import ExternalProviderStore
 import Foundation
 
@@ -22,8 +21,8 @@ struct Keys: AsyncParsableCommand {
         @OptionGroup var store: StoreOptions
 
         func run() async throws {
-            if let health, !["valid", "rejected", "unverified"].contains(health) {
-                fail("unknown health '\(health)'; use valid, rejected or unverified")
+            if let health, KeyHealth.Word(rawValue: health) == nil {
+                fail("unknown health '\(health)'; use \(KeyHealth.Word.allCases.map(\.rawValue).joined(separator: ", "))")
             }
             let health = health
             let keys = await withStore(store) { try await $0.storedKeys() }.filter { health == nil || $0.health.name == health }
@@ -31,7 +30,7 @@ struct Keys: AsyncParsableCommand {
             if json {
                 let rows: [[String: Any]] = keys.map { key in
                     var row: [String: Any] = [
-                        "user": key.user.rawValue, "global_id": key.globalID.uuidString.lowercased(), "provider": key.provider.rawValue,
+                        "user": key.user.rawValue, "global_id": key.globalID.uuidString.lowercased(), "provider": key.provider.name,
                         "api_key": key.maskedKey, "created": dates.string(from: key.createdAt), "updated": dates.string(from: key.updatedAt),
                         "health": key.health.name,
                     ]
@@ -44,13 +43,13 @@ struct Keys: AsyncParsableCommand {
                 try Printing.json(rows)
                 return
             }
-            Printing.row([("USER", 24), ("PROVIDER", 9), ("KEY", 12), ("NAME", 14), ("ORGANIZATION", 16), ("HEALTH", 26)], last: "LAST CHECK")
+            Printing.row([("USER", 24), ("PROVIDER", 10), ("KEY", 12), ("NAME", 14), ("ORGANIZATION", 16), ("HEALTH", 26)], last: "LAST CHECK")
             for key in keys {
                 var health = key.health.name
                 if case .rejected(_, let code) = key.health { health += " (\(code))" }
                 Printing.row(
                     [
-                        (key.user.rawValue, 24), (key.provider.rawValue, 9), (key.maskedKey, 12), (key.name ?? "", 14), (key.organization ?? "", 16),
+                        (key.user.rawValue, 24), (key.provider.name, 10), (key.maskedKey, 12), (key.name ?? "", 14), (key.organization ?? "", 16),
                         (health, 26),
                     ], last: key.health.checkedAt.map(dates.string) ?? "never")
             }
@@ -63,7 +62,7 @@ struct Keys: AsyncParsableCommand {
 
         @Argument(help: "The user whose key to delete.") var user: String
 
-        @Option(help: "The provider whose key to delete: openai. Default: every provider.") var provider: String?
+        @Option(name: CommandOption.provider.long, help: ArgumentHelp("The provider whose key to delete: \(Provider.names). Default: every provider.")) var provider: String?
 
         @OptionGroup var store: StoreOptions
 
@@ -76,9 +75,7 @@ struct Keys: AsyncParsableCommand {
             }
             var providers = Set(Provider.allCases)
             if let provider {
-                // The command line says `openai`; the API's field is `open_AI` and the stored name `open_ai`.
-                guard let chosen = Provider.allCases.first(where: { [$0.rawValue, $0.rawValue.replacingOccurrences(of: "_", with: "")].contains(provider.lowercased()) })
-                else { fail("--provider: unknown provider '\(provider)'; use openai") }
+                guard let chosen = Provider(name: provider.lowercased()) else { fail("\(CommandOption.provider.flag): unknown provider '\(provider)'; use one of \(Provider.names)") }
                 providers = [chosen]
             }
             let (before, after) = await withStore(store) { [providers] store in

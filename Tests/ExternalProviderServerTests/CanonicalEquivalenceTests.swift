@@ -1,8 +1,17 @@
+import ExternalProviderAPI
 import ExternalProviderCore
+import ExternalProviderSetup
+import ExternalProviderStore
+import ExternalProviderTestSupport
 import Foundation
+import HTTPTypes
 import Hummingbird
+import HummingbirdTesting
+import Logging
+import Synchronization
 import Testing
 
+@testable import ExternalProviderSQLite
 @testable import ExternalProviderServer
 
 /// Swift's `String ==` calls canonically equivalent strings equal, while the store compares bytes: an

@@ -1,6 +1,17 @@
+import ExternalProviderAPI
+import ExternalProviderCore
+import ExternalProviderSetup
+import ExternalProviderStore
+import ExternalProviderTestSupport
+import Foundation
+import HTTPTypes
+import Hummingbird
+import HummingbirdTesting
+import Logging
 import Synchronization
 import Testing
 
+@testable import ExternalProviderSQLite
 @testable import ExternalProviderServer
 
 @Suite("The failed-attempt limiter's memory stays bounded")

@@ -1,28 +1,32 @@
 import ExternalProviderAPI
 import ExternalProviderCore
+import ExternalProviderSetup
 import ExternalProviderStore
+import ExternalProviderTestSupport
+import Foundation
+import HTTPTypes
+import Hummingbird
+import HummingbirdTesting
 import Logging
 import OpenAPIRuntime
+import Synchronization
 import Testing
 
+@testable import ExternalProviderSQLite
 @testable import ExternalProviderServer
 
 @Suite("Handlers, called without HTTP")
 struct HandlerTests {
-    let handler: ExternalProviderHandler
+    let handler: APIHandler
 
     init() throws {
         let store = try SQLiteKeyStore.inMemory()
-        handler = ExternalProviderHandler(
-            keys: KeyService(store: store, verifier: nil), models: NoOpenAI(), health: KeyHealthReporter(store: store, logger: Logger(label: "test")))
+        handler = APIHandler(
+            keys: KeyService(store: store, verifier: nil), models: NoProvider(), health: KeyHealthReporter(store: store, logger: Logger(label: "test")))
     }
 
     func createInput(_ user: String, apiKey: String?) -> Operations.ExternalProviderApiKeyCreate.Input {
         .init(body: .json(.init(user: user, openAI: .init(apiKey: apiKey))))
-    }
-
-    func text(_ body: HTTPBody) async throws -> String {
-        try await String(collecting: body, upTo: 4096)
     }
 
     @Test("create returns typed metadata with the key masked")
@@ -33,20 +37,20 @@ struct HandlerTests {
         #expect(metadata.schema == .init(migration: 4, semantic: .major0Minor0Patch1))
     }
 
-    @Test("a missing body is a typed 400")
+    @Test("a missing body is refused with 400")
     func missingBody() async throws {
-        let output = try await handler.externalProviderApiKeyUpdate(.init(body: nil))
-        guard case .badRequest(let response) = output else { Issue.record("expected 400, got \(output)"); return }
-        #expect(try await text(response.body.textPlainCharsetUtf8) == "A JSON request body is required.")
+        await #expect(throws: Problem.missingBody) { _ = try await handler.externalProviderApiKeyUpdate(.init(body: nil)) }
     }
 
-    @Test("a second create is a typed 409; an unknown user's delete a typed 404")
+    @Test("a second create is refused with 409; an unknown user's delete with 404")
     func stateRejections() async throws {
         _ = try await handler.externalProviderApiKeyCreate(createInput("u", apiKey: "sk-1"))
-        let again = try await handler.externalProviderApiKeyCreate(createInput("u", apiKey: "sk-2"))
-        guard case .conflict = again else { Issue.record("expected 409, got \(again)"); return }
-        let delete = try await handler.externalProviderApiKeyDelete(.init(body: .json(.init(user: "nobody", openAI: true))))
-        guard case .notFound = delete else { Issue.record("expected 404, got \(delete)"); return }
+        await #expect(throws: Problem(.conflict, "User 'u' already has an OpenAI key: use /external_provider/api_key/update to change it.")) {
+            _ = try await handler.externalProviderApiKeyCreate(createInput("u", apiKey: "sk-2"))
+        }
+        await #expect(throws: Problem(.notFound, "User 'nobody' is unknown: create a key for it first.")) {
+            _ = try await handler.externalProviderApiKeyDelete(.init(body: .json(.init(user: "nobody", openAI: true))))
+        }
     }
 
     @Test("an update without open_AI answers the metadata unchanged")

@@ -1,23 +1,18 @@
+import ExternalProviderAPI
 import ExternalProviderCore
+import ExternalProviderSetup
 import ExternalProviderStore
+import ExternalProviderTestSupport
 import Foundation
+import HTTPTypes
+import Hummingbird
+import HummingbirdTesting
 import Logging
 import Synchronization
 import Testing
 
+@testable import ExternalProviderSQLite
 @testable import ExternalProviderServer
-
-/// A stand-in for OpenAI's check: keys containing "revoked" are refused, "busy" gets 429.
-final class StandInVerifier: KeyVerifier {
-    let checked = Mutex<[String]>([])
-
-    func verify(_ credentials: ProviderCredentials) async -> VerificationOutcome {
-        checked.withLock { $0.append(credentials.apiKey) }
-        if credentials.apiKey.contains("revoked") { return .rejected(code: "invalid_api_key") }
-        if credentials.apiKey.contains("busy") { return .unavailable(reason: OpenAIKeyVerifier.rateLimitedReason) }
-        return .accepted
-    }
-}
 
 @Suite("Key health: set when stored, by use, and by periodic re-checks")
 struct KeyHealthTests {
@@ -25,7 +20,7 @@ struct KeyHealthTests {
 
     func store(_ keys: [String: String], verifiedAt: Date? = nil) async throws -> SQLiteKeyStore {
         let store = try SQLiteKeyStore.inMemory()
-        let service = KeyService(store: store, verifier: verifiedAt.map { _ in StandInVerifier() }, now: { verifiedAt ?? Date() })
+        let service = KeyService(store: store, verifier: verifiedAt.map { _ in FakeVerifier(refusingKeysContaining: "revoked") }, now: { verifiedAt ?? Date() })
         for (user, key) in keys.sorted(by: { $0.key < $1.key }) {
             let operation = KeyOperation.create(try NewKey(provider: .openAI, apiKey: key, apiKeyName: nil, organizationKey: nil))
             _ = try await service.perform(operation, for: UserID(trusted: user), origin: .commandLine)
@@ -92,24 +87,24 @@ struct KeyHealthTests {
     func rechecks() async throws {
         let keys = Dictionary(uniqueKeysWithValues: (0..<5).map { ("user-\($0)", "sk-fine-\($0)-0000000000000") } + [("user-x", "sk-revoked-00000000000")])
         let store = try await store(keys)
-        let verifier = StandInVerifier()
+        let verifier = FakeVerifier(refusingKeysContaining: "revoked")
         let now = Mutex(Date(timeIntervalSince1970: 1_800_000_000))
         let rechecker = KeyRechecker(store: store, verifier: verifier, interval: 3600, logger: logger, now: { now.withLock { $0 } })
         #expect(rechecker.tick == .seconds(2.5))
 
         #expect(await rechecker.checkDueKeys(previousPause: rechecker.tick) == KeyRechecker.catchUpPause)
-        #expect(verifier.checked.withLock { $0.count } == 4)
+        #expect(verifier.asked.count == 4)
         #expect(await rechecker.checkDueKeys(previousPause: KeyRechecker.catchUpPause) == rechecker.tick)
-        #expect(verifier.checked.withLock { Set($0) } == Set(keys.values))
+        #expect(Set(verifier.asked.map(\.apiKey)) == Set(keys.values))
         #expect(try await health(store, "user-x") == .rejected(checkedAt: now.withLock { $0 }, code: "invalid_api_key"))
         #expect(try await health(store, "user-0") == .valid(checkedAt: now.withLock { $0 }))
 
         // Nothing is due until the interval has passed.
         #expect(await rechecker.checkDueKeys(previousPause: rechecker.tick) == rechecker.tick)
-        #expect(verifier.checked.withLock { $0.count } == 6)
+        #expect(verifier.asked.count == 6)
         now.withLock { $0 += 3601 }
         #expect(await rechecker.checkDueKeys(previousPause: rechecker.tick) == KeyRechecker.catchUpPause)
-        #expect(verifier.checked.withLock { $0.count } == 10)
+        #expect(verifier.asked.count == 10)
 
         let busy = try await self.store(["b": "sk-busy-00000000000000"])
         let limited = KeyRechecker(store: busy, verifier: verifier, interval: 3600, logger: logger)

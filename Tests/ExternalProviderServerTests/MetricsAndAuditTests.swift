@@ -1,10 +1,18 @@
+import ExternalProviderAPI
 import ExternalProviderCore
+import ExternalProviderSetup
+import ExternalProviderStore
+import ExternalProviderTestSupport
 import Foundation
 import HTTPTypes
+import Hummingbird
+import HummingbirdTesting
+import Logging
+import Synchronization
 import Testing
 
+@testable import ExternalProviderSQLite
 @testable import ExternalProviderServer
-@testable import ExternalProviderStore
 
 @Suite("Metrics and the audit trail over HTTP")
 struct MetricsAndAuditTests {
@@ -18,7 +26,7 @@ struct MetricsAndAuditTests {
 
     @Test("/metrics counts requests by operation and status, times them, counts verifications and keys by health; no user in a label")
     func metrics() async throws {
-        let server = try await TestServer(verifier: RefusingVerifier(refused: "sk-refused-0000000000000"))
+        let server = try await TestServer(verifier: FakeVerifier(refusingKeysContaining: "sk-refused-"))
         try await server.run { client in
             #expect(try await client.post("create", #"{"user":"auth0|metered","open_AI":{"api_key":"sk-metered-00000000000000"}}"#).status == .ok)
             #expect(try await client.post("create", #"{"user":"auth0|refused","open_AI":{"api_key":"sk-refused-0000000000000"}}"#).status == .unauthorized)
@@ -44,6 +52,29 @@ struct MetricsAndAuditTests {
             let again = try await client.send("/metrics", method: .get).body
             #expect(Self.sample(#"external_provider_requests_total{operation="metrics",status="200"}"#, in: again) == 1)
         }
+    }
+
+    @Test("every duration histogram's bucket bounds strictly increase, and /metrics names each `le` of a series once")
+    func histogramBuckets() async throws {
+        let server = try await TestServer()
+        try await server.run { client in
+            _ = try await client.send("/health", method: .get)
+            let text = try await client.send("/metrics", method: .get).body
+            // Each series' bucket bounds, in the order /metrics gives them, by the series' other labels.
+            var bounds: [String: [String]] = [:]
+            for line in text.split(separator: "\n") where line.hasPrefix("external_provider_") && line.contains("_bucket{") {
+                guard let match = line.firstMatch(of: #/^(.*_bucket)\{(.*)le="([^"]+)"(.*)\} /#) else { continue }
+                bounds["\(match.output.1){\(match.output.2)\(match.output.4)}", default: []].append(String(match.output.3))
+            }
+            #expect(!bounds.isEmpty)
+            for (series, les) in bounds {
+                #expect(Set(les).count == les.count, "\(series) repeats an le: \(les)")
+                let numbers = les.compactMap { $0 == "+Inf" ? Double.infinity : Double($0) }
+                #expect(numbers == numbers.sorted() && Set(numbers).count == numbers.count, "\(series): \(les)")
+                #expect(les.contains("0.0025"), "\(series) has no 2.5 ms bucket")
+            }
+        }
+        #expect(zip(ServerMetrics.durationBuckets, ServerMetrics.durationBuckets.dropFirst()).allSatisfy { $0 < $1 })
     }
 
     @Test("a store fault is counted as a store error")
@@ -76,14 +107,5 @@ struct MetricsAndAuditTests {
         #expect(entry.action == .create && entry.user == UserID(trusted: "auth0|audited"))
         #expect(entry.application == "tests" && entry.requestID == "req-audit-1" && entry.fields == [.apiKey, .organizationKey])
         #expect(entry.verification == "unverified")
-    }
-}
-
-/// Accepts every key but one.
-struct RefusingVerifier: KeyVerifier {
-    let refused: String
-
-    func verify(_ credentials: ProviderCredentials) async -> VerificationOutcome {
-        credentials.apiKey == refused ? .rejected(code: "invalid_api_key") : .accepted
     }
 }

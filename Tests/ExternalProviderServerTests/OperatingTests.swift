@@ -1,9 +1,17 @@
+import ExternalProviderAPI
 import ExternalProviderCore
+import ExternalProviderSetup
+import ExternalProviderStore
+import ExternalProviderTestSupport
 import Foundation
 import HTTPTypes
-import ExternalProviderStore
+import Hummingbird
+import HummingbirdTesting
+import Logging
+import Synchronization
 import Testing
 
+@testable import ExternalProviderSQLite
 @testable import ExternalProviderServer
 
 /// A store whose check does not answer for 30 s, cancelled or not, as a query on a connection the

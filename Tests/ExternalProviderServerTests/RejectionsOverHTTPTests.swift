@@ -1,9 +1,17 @@
+import ExternalProviderAPI
 import ExternalProviderCore
+import ExternalProviderSetup
+import ExternalProviderStore
+import ExternalProviderTestSupport
 import Foundation
+import HTTPTypes
 import Hummingbird
 import HummingbirdTesting
+import Logging
+import Synchronization
 import Testing
 
+@testable import ExternalProviderSQLite
 @testable import ExternalProviderServer
 
 @Suite("Rejections over HTTP: status, text/plain sentence, nothing changed")
@@ -94,7 +102,7 @@ struct RejectionsOverHTTPTests {
         let server = try await TestServer()
         try await server.run { client in
             let answer = try await client.send(
-                "/external_provider/api_key/create", method: .post, headers: [ApplicationAuthMiddleware.header: client.applicationID])
+                "/external_provider/api_key/create", method: .post, headers: [Authenticator.applicationIDHeader: client.applicationID])
             #expect(answer.status == .badRequest)
             #expect(answer.body == "A JSON request body is required.")
         }

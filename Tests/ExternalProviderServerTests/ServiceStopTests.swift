@@ -1,9 +1,18 @@
+import ExternalProviderAPI
+import ExternalProviderCore
+import ExternalProviderSetup
 import ExternalProviderStore
+import ExternalProviderTestSupport
+import Foundation
+import HTTPTypes
+import Hummingbird
+import HummingbirdTesting
 import Logging
 import ServiceLifecycle
 import Synchronization
 import Testing
 
+@testable import ExternalProviderSQLite
 @testable import ExternalProviderServer
 
 /// The service group stops the other services by cancelling them when the server fails to start (a
@@ -30,7 +39,7 @@ struct ServiceStopTests {
     @Test("the key re-checker")
     func rechecker() async throws {
         let store = try SQLiteKeyStore.inMemory()
-        let rechecker = KeyRechecker(store: store, verifier: StandInVerifier(), interval: 60, logger: Logger(label: "test"))
+        let rechecker = KeyRechecker(store: store, verifier: FakeVerifier(), interval: 60, logger: Logger(label: "test"))
         #expect(try await Self.stopsWhenCancelled(rechecker))
     }
 

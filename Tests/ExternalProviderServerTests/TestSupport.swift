@@ -1,48 +1,16 @@
 import ExternalProviderCore
 import ExternalProviderStore
-import GRDB
+import ExternalProviderTestSupport
 import Foundation
+import GRDB
 import Hummingbird
 import HummingbirdTesting
 import Logging
 import Synchronization
 import Testing
 
+@testable import ExternalProviderSQLite
 @testable import ExternalProviderServer
-@testable import ExternalProviderStore
-
-/// Keeps every log line a test's server writes, to check what reaches the log and what never may.
-final class LogCapture: Sendable {
-    private let lines = Mutex<[String]>([])
-
-    var text: String { lines.withLock { $0.joined(separator: "\n") } }
-
-    func logger(level: Logger.Level = .trace) -> Logger {
-        var logger = Logger(label: "test") { _ in Handler(capture: self) }
-        logger.logLevel = level
-        return logger
-    }
-
-    fileprivate func append(_ line: String) {
-        lines.withLock { $0.append(line) }
-    }
-
-    private struct Handler: LogHandler {
-        let capture: LogCapture
-        var metadata: Logger.Metadata = [:]
-        var logLevel: Logger.Level = .trace
-
-        subscript(metadataKey key: String) -> Logger.Metadata.Value? {
-            get { metadata[key] }
-            set { metadata[key] = newValue }
-        }
-
-        func log(event: LogEvent) {
-            let merged = metadata.merging(event.metadata ?? [:]) { $1 }
-            capture.append("\(event.level) \(event.message) \(merged)")
-        }
-    }
-}
 
 /// Every secret sent to one test server: the keys and organizations in the bodies its client sent,
 /// raw or not, and every application id. Its log is checked against all of them when the test ends.
@@ -62,10 +30,10 @@ final class SentSecrets: Sendable {
     var all: Set<String> { secrets.withLock { $0 } }
 }
 
-/// For tests that never reach the provider: every model list says OpenAI is out of reach.
-struct NoOpenAI: ModelLister {
-    func listModels(_ credentials: ProviderCredentials) async -> (VerificationOutcome, Data?) {
-        (.unavailable(reason: "no OpenAI in this test"), nil)
+/// For tests that never reach a provider: every model list says the provider is out of reach.
+struct NoProvider: ModelLister {
+    func listModels(_ credentials: ProviderCredentials) async -> (VerificationOutcome, [ListedModel]?) {
+        (.unavailable(reason: "no provider in this test"), nil)
     }
 }
 
@@ -76,7 +44,7 @@ struct NoOpenAI: ModelLister {
 /// policy here is bound to port 80 by default.
 struct TestServer {
     let store: SQLiteKeyStore
-    private let directory: TemporaryStoreDirectory
+    private let directory: TemporaryDirectory
     /// Every logger of the server writes here, the verifier's included when it is given this capture's.
     let logs: LogCapture
     let sent = SentSecrets()
@@ -96,8 +64,8 @@ struct TestServer {
     ) async throws {
         self.logs = logs
         self.readinessBudget = readinessBudget
-        directory = try TemporaryStoreDirectory()
-        store = try SQLiteKeyStore(path: directory.path + "/store.sqlite", masterKey: .generate())
+        directory = try TemporaryDirectory()
+        store = try SQLiteKeyStore(path: directory.file("store.sqlite"), masterKey: .generate())
         applicationID = try await store.registerApplication(named: "tests")
         sent.record(applicationID)
         self.access = access
@@ -115,10 +83,11 @@ struct TestServer {
 
     func run(_ test: @Sendable (APIClient) async throws -> Void) async throws {
         let logger = logs.logger()
-        let router = try buildRouter(
-            store, verifier: verifier.map { base in metrics.map { CountedVerifier(base: base, metrics: $0) } ?? base }, models: NoOpenAI(),
-            health: KeyHealthReporter(store: store, logger: logger), access: access, limiter: limiter, recentlyValid: recentlyValid, metrics: metrics,
-            readinessBudget: readinessBudget, logger: logger)
+        let router = try buildRouter(ServerParts(
+            store: store, verifier: verifier.map { base in metrics.map { CountedVerifier(base: base, metrics: $0) } ?? base },
+            models: NoProvider(), health: KeyHealthReporter(store: store, logger: logger), relay: nil, access: access,
+            authenticator: Authenticator(registry: store, limiter: limiter, recentlyValid: recentlyValid, metrics: metrics), metrics: metrics,
+            readinessBudget: readinessBudget))
         let app = Application(router: router, logger: logger)
         try await app.test(.router) { client in
             try await test(APIClient(raw: client, applicationID: applicationID, sent: sent))
@@ -155,38 +124,17 @@ struct APIClient: Sendable {
     ) async throws -> Answer {
         var headers = extra
         if let contentType { headers[.contentType] = contentType }
-        if !anonymous { headers[ApplicationAuthMiddleware.header] = applicationID ?? self.applicationID }
+        if !anonymous { headers[Authenticator.applicationIDHeader] = applicationID ?? self.applicationID }
         return try await send("/external_provider/api_key/\(operation)", method: .post, headers: headers, body: ByteBuffer(string: body))
     }
 
     func send(_ uri: String, method: HTTPRequest.Method, headers: HTTPFields = [:], body: ByteBuffer? = nil) async throws -> Answer {
         if let body { sent.record(body: String(buffer: body)) }
-        for name in [ApplicationAuthMiddleware.header, .authorization] {
+        for name in [Authenticator.applicationIDHeader, .authorization] {
             for value in headers[values: name] where value.utf8.count >= 6 { sent.record(value.replacingOccurrences(of: "Bearer ", with: "")) }
         }
         return try await raw.execute(uri: uri, method: method, headers: headers, body: body) { response in
             Answer(status: response.status, headers: response.headers, body: String(buffer: response.body))
         }
-    }
-}
-
-extension KeyStore {
-    /// An operation through the one write path every store serves, with verification off.
-    func perform(_ operation: KeyOperation, for user: UserID) async throws -> UserAccount {
-        try await KeyService(store: self, verifier: nil).perform(operation, for: user, origin: .commandLine)
-    }
-}
-
-/// A directory for one test server's store, removed when the last copy of the server is gone.
-final class TemporaryStoreDirectory: Sendable {
-    let path: String
-
-    init() throws {
-        path = FileManager.default.temporaryDirectory.appendingPathComponent("ep-http-\(UUID().uuidString)").path
-        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: false, attributes: [.posixPermissions: 0o700])
-    }
-
-    deinit {
-        try? FileManager.default.removeItem(atPath: path)
     }
 }

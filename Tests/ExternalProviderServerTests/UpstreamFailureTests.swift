@@ -1,12 +1,21 @@
 import AsyncHTTPClient
+import ExternalProviderAPI
+import ExternalProviderCore
+import ExternalProviderSetup
+import ExternalProviderStore
+import ExternalProviderTestSupport
+import Foundation
+import Glibc
+import HTTPTypes
+import Hummingbird
+import HummingbirdTesting
+import Logging
 import NIOCore
 import NIOPosix
+import Synchronization
 import Testing
 
-#if canImport(Glibc)
-import Glibc
-#endif
-
+@testable import ExternalProviderSQLite
 @testable import ExternalProviderServer
 
 /// Answers anything with a plain-text HTTP line, so a TLS client's handshake fails.
@@ -75,10 +84,10 @@ struct UpstreamFailureTests {
 
     @Test("the reasons name what failed and nothing of the request")
     func reasons() {
-        #expect(UpstreamFailure.connectionRefused.reason == "the connection to OpenAI was refused")
-        #expect(UpstreamFailure.tls.reason == "the TLS connection to OpenAI failed")
-        #expect(OpenAIKeyVerifier.outcome(for: HTTPClientError.connectTimeout) == .timedOut)
-        #expect(OpenAIKeyVerifier.outcome(for: HTTPClientError.readTimeout) == .timedOut)
+        #expect(UpstreamFailure.connectionRefused.reason(.openAI) == "the connection to OpenAI was refused")
+        #expect(UpstreamFailure.tls.reason(.anthropic) == "the TLS connection to Anthropic failed")
+        #expect(ProviderClient.outcome(for: HTTPClientError.connectTimeout, provider: .gemini) == .timedOut)
+        #expect(ProviderClient.outcome(for: HTTPClientError.readTimeout, provider: .openAI) == .timedOut)
     }
 }
 

@@ -1,6 +1,11 @@
 import AsyncHTTPClient
+import ExternalProviderAPI
 import ExternalProviderCore
+import ExternalProviderSetup
+import ExternalProviderStore
+import ExternalProviderTestSupport
 import Foundation
+import HTTPTypes
 import Hummingbird
 import HummingbirdTesting
 import Logging
@@ -9,6 +14,7 @@ import NIOPosix
 import Synchronization
 import Testing
 
+@testable import ExternalProviderSQLite
 @testable import ExternalProviderServer
 
 @Suite("Checking keys with OpenAI before storing them", .serialized)
@@ -22,10 +28,11 @@ struct VerificationOverHTTPTests {
     ) async throws {
         let openAI = StandInOpenAI()
         try await openAI.run { standInURL in
-            let client = OpenAIKeyVerifier.makeClient(timeout: .milliseconds(1500))
+            let client = ProviderClient.makeClient(timeout: .milliseconds(1500))
             // The verifier logs into the server's capture, so its lines are searched for keys too.
             let logs = LogCapture()
-            let verifier = OpenAIKeyVerifier(client: client, baseURL: baseURL ?? standInURL, timeout: .milliseconds(1500), logger: logs.logger())
+            let verifier = ProviderClient(
+                client: client, roots: ProviderRoots(baseURLs: [.openAI: baseURL ?? standInURL]), timeout: .milliseconds(1500), logger: logs.logger())
             let server = try await TestServer(verifier: verifier, logs: logs)
             do {
                 try await server.run { api in try await test(api, server, openAI) }
@@ -170,61 +177,30 @@ struct VerificationOverHTTPTests {
     }
 }
 
-@Suite("Reading OpenAI's answers")
-struct OpenAIAnswerTests {
-    @Test("only a code-shaped error code is kept from the body")
-    func errorCode() {
-        let body = Data(#"{"error":{"message":"Incorrect API key provided: sk-abc***Wxyz.","type":"invalid_request_error","param":null,"code":"invalid_api_key"}}"#.utf8)
-        #expect(OpenAIKeyVerifier.errorCode(in: body) == "invalid_api_key")
-        let nullCode = Data(#"{"error":{"message":"m","type":"insufficient_quota","code":null}}"#.utf8)
-        #expect(OpenAIKeyVerifier.errorCode(in: nullCode) == "insufficient_quota")
-        let hostile = Data(#"{"error":{"message":"m","type":"Incorrect sk-abc Wxyz","code":"sk-abc***Wxyz"}}"#.utf8)
-        #expect(OpenAIKeyVerifier.errorCode(in: hostile) == nil)
-        #expect(OpenAIKeyVerifier.errorCode(in: Data("<html>".utf8)) == nil)
-    }
-
-    @Test("statuses map to outcomes")
-    func statuses() {
-        #expect(OpenAIKeyVerifier.outcome(status: .ok, body: nil) == .accepted)
-        #expect(OpenAIKeyVerifier.outcome(status: .forbidden, body: nil) == .rejected(code: "unknown"))
-        #expect(OpenAIKeyVerifier.outcome(status: .notFound, body: nil) == .unavailable(reason: "OpenAI answered an unexpected 404"))
-        #expect(OpenAIKeyVerifier.outcome(status: .serviceUnavailable, body: nil) == .unavailable(reason: "OpenAI answered 503"))
-    }
-}
-
-/// Accepts every key, but while each check runs another write replaces the user's key, as a second
-/// client racing this one would.
-final class MeddlingVerifier: KeyVerifier {
-    let store = Mutex<(any KeyStore)?>(nil)
-    let checks = Mutex(0)
-
-    func verify(_ credentials: ProviderCredentials) async -> VerificationOutcome {
-        let check = checks.withLock { $0 += 1; return $0 }
-        if let store = store.withLock({ $0 }) {
-            let patch = try! KeyPatch(provider: .openAI, apiKey: "sk-meddled-\(check)-0000000000", apiKeyName: nil, organizationKey: nil)
-            _ = try? await store.perform(.update(patch), for: UserID(trusted: "auth0|raced"))
-        }
-        return .accepted
-    }
-}
-
 @Suite("The check-then-write retry, over HTTP")
 struct RetryOverHTTPTests {
     @Test("a new organization checked with a stored key that is replaced during every check gets 409 after three checks; nothing of it is stored")
     func changedDuringEveryCheck() async throws {
-        let verifier = MeddlingVerifier()
+        let meddled = Mutex<(any KeyStore)?>(nil)
+        // Accepts every key, but while each check runs another write replaces the user's key, as a second
+        // client racing this one would.
+        let verifier = FakeVerifier(meanwhile: { check in
+            guard let store = meddled.withLock({ $0 }) else { return }
+            let patch = try! KeyPatch(provider: .openAI, apiKey: "sk-meddled-\(check)-0000000000", apiKeyName: nil, organizationKey: nil)
+            _ = try? await store.perform(.update(patch), for: UserID(trusted: "auth0|raced"))
+        })
         let server = try await TestServer(verifier: verifier)
         _ = try await server.store.perform(
             .create(try NewKey(provider: .openAI, apiKey: "sk-first-raced-000000000", apiKeyName: nil, organizationKey: nil)),
             for: UserID(trusted: "auth0|raced"))
-        verifier.store.withLock { $0 = server.store }
+        meddled.withLock { $0 = server.store }
         try await server.run { client in
             // The check is of (stored key, new organization): each time, the stored key is another by the end.
             let answer = try await client.post("update", #"{"user":"auth0|raced","open_AI":{"organization_key":"org-new"}}"#)
             #expect(answer.status == .conflict)
             #expect(answer.body.contains("changed while it was being checked"))
         }
-        #expect(verifier.checks.withLock { $0 } == KeyService.verificationAttempts)
+        #expect(verifier.asked.count == KeyService.verificationAttempts)
         let stored = try await server.store.account(for: UserID(trusted: "auth0|raced"))?.keys[.openAI]
         #expect(stored == ProviderKey(apiKey: "sk-meddled-3-0000000000", apiKeyName: nil, organizationKey: nil))
     }

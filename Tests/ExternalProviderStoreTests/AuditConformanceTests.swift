@@ -1,10 +1,13 @@
 import ExternalProviderCore
 import ExternalProviderPostgres
+import ExternalProviderTestSupport
 import Foundation
 import GRDB
 import PostgresNIO
+import Synchronization
 import Testing
 
+@testable import ExternalProviderSQLite
 @testable import ExternalProviderStore
 
 /// The audit trail, on every store: one entry per accepted change, in the change's own transaction,
@@ -31,7 +34,7 @@ struct AuditConformanceTests {
                 let at = Date(timeIntervalSince1970: (Date().timeIntervalSince1970 - 3600).rounded())
                 try await Self.perform(
                     .create(try NewKey(provider: .openAI, apiKey: secret, apiKeyName: "work", organizationKey: nil)), on: store,
-                    verifier: AcceptingVerifier(), at: at)
+                    verifier: FakeVerifier(), at: at)
                 // Refused (the key exists), and a no-op: neither is a change.
                 await #expect(throws: KeyWriteRejection.self) {
                     try await Self.perform(.create(try NewKey(provider: .openAI, apiKey: "sk-other-000000000", apiKeyName: nil, organizationKey: nil)), on: store)
@@ -126,7 +129,7 @@ struct AuditConformanceTests {
                 #expect(try await store.keyCountsByHealth().isEmpty)
                 try await Self.perform(
                     .create(try NewKey(provider: .openAI, apiKey: "sk-valid-000000000000", apiKeyName: nil, organizationKey: nil)), on: store,
-                    verifier: AcceptingVerifier())
+                    verifier: FakeVerifier())
                 _ = try await store.perform(
                     .create(try NewKey(provider: .openAI, apiKey: "sk-unknown-0000000000", apiKeyName: nil, organizationKey: nil)),
                     for: UserID(trusted: "other"))

@@ -1,26 +1,14 @@
 import ExternalProviderCore
+import ExternalProviderPostgres
+import ExternalProviderTestSupport
 import Foundation
+import GRDB
+import PostgresNIO
 import Synchronization
 import Testing
 
+@testable import ExternalProviderSQLite
 @testable import ExternalProviderStore
-
-/// A provider that accepts every key and, while it is being asked, lets another write change the user's
-/// key, as a concurrent request would between the check and the write.
-final class InterleavingVerifier: KeyVerifier {
-    let asked = Mutex<[ProviderCredentials]>([])
-    let meanwhile: @Sendable (Int) async throws -> Void
-
-    init(meanwhile: @escaping @Sendable (Int) async throws -> Void) {
-        self.meanwhile = meanwhile
-    }
-
-    func verify(_ credentials: ProviderCredentials) async -> VerificationOutcome {
-        let count = asked.withLock { $0.append(credentials); return $0.count }
-        try? await meanwhile(count)
-        return .accepted
-    }
-}
 
 @Suite("The write use case on a real store: check, write, and start over when the key changed meanwhile")
 struct KeyServiceTests {
@@ -39,14 +27,14 @@ struct KeyServiceTests {
     func retriesOnce() async throws {
         let store = try SQLiteKeyStore.inMemory()
         _ = try await store.perform(newKey("sk-first-000000000000"), for: user)
-        let verifier = InterleavingVerifier { [user] attempt in
+        let verifier = FakeVerifier(meanwhile: { [user] attempt in
             if attempt == 1 { _ = try await store.perform(try replaceKey("sk-replaced-meanwhile-0"), for: user) }
-        }
+        })
         let service = KeyService(store: store, verifier: verifier, now: { [checkedAt] in checkedAt })
         let organization = KeyOperation.update(try KeyPatch(provider: .openAI, apiKey: nil, apiKeyName: nil, organizationKey: "org-new"))
         let after = try await service.perform(organization, for: user, origin: .commandLine)
 
-        #expect(verifier.asked.withLock { $0.map(\.apiKey) } == ["sk-first-000000000000", "sk-replaced-meanwhile-0"])
+        #expect(verifier.asked.map(\.apiKey) == ["sk-first-000000000000", "sk-replaced-meanwhile-0"])
         #expect(after.keys[.openAI] == ProviderKey(apiKey: "sk-replaced-meanwhile-0", organizationKey: "org-new"))
         #expect(try await store.account(for: user) == after)
         #expect(try await store.storedKeys().first?.health == .valid(checkedAt: checkedAt))
@@ -56,14 +44,14 @@ struct KeyServiceTests {
     func givesUp() async throws {
         let store = try SQLiteKeyStore.inMemory()
         _ = try await store.perform(newKey("sk-first-000000000000"), for: user)
-        let verifier = InterleavingVerifier { [user] attempt in
+        let verifier = FakeVerifier(meanwhile: { [user] attempt in
             _ = try await store.perform(try replaceKey("sk-meanwhile-\(attempt)-00000000"), for: user)
-        }
+        })
         let service = KeyService(store: store, verifier: verifier)
         await #expect(throws: KeyWriteRejection.changedDuringCheck) {
             try await service.perform(.update(try KeyPatch(provider: .openAI, apiKey: nil, apiKeyName: nil, organizationKey: "org-new")), for: user, origin: .commandLine)
         }
-        #expect(verifier.asked.withLock { $0.count } == KeyService.verificationAttempts)
+        #expect(verifier.asked.count == KeyService.verificationAttempts)
         #expect(try await store.account(for: user)?.keys[.openAI] == ProviderKey(apiKey: "sk-meanwhile-3-00000000"))
     }
 
@@ -71,7 +59,7 @@ struct KeyServiceTests {
     func conflictsAskNobody() async throws {
         let store = try SQLiteKeyStore.inMemory()
         _ = try await store.perform(newKey("sk-first-000000000000"), for: user)
-        let verifier = InterleavingVerifier { _ in }
+        let verifier = FakeVerifier()
         let service = KeyService(store: store, verifier: verifier)
         await #expect(throws: KeyWriteRejection.conflict(.keyExists(user, .openAI))) {
             try await service.perform(try newKey("sk-second-00000000000"), for: user, origin: .commandLine)
@@ -80,14 +68,14 @@ struct KeyServiceTests {
         await #expect(throws: KeyWriteRejection.conflict(.unknownUser(stranger))) {
             try await service.perform(try replaceKey("sk-second-00000000000"), for: stranger, origin: .commandLine)
         }
-        #expect(verifier.asked.withLock { $0.isEmpty })
+        #expect(verifier.asked.isEmpty)
     }
 
     @Test("verified_at is when the provider accepted the pair; a new name keeps it, a new pair moves it")
     func verifiedAt() async throws {
         let store = try SQLiteKeyStore.inMemory()
         let clock = Mutex(checkedAt)
-        let service = KeyService(store: store, verifier: InterleavingVerifier { _ in }, now: { clock.withLock { $0 } })
+        let service = KeyService(store: store, verifier: FakeVerifier(), now: { clock.withLock { $0 } })
         func verifiedAt() async throws -> Date? {
             try await store.writer.read { db in try Date.fetchOne(db, sql: "SELECT verified_at FROM provider_key") }
         }

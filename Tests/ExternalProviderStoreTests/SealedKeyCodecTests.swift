@@ -1,8 +1,13 @@
 import ExternalProviderCore
+import ExternalProviderPostgres
+import ExternalProviderTestSupport
 import Foundation
 import GRDB
+import PostgresNIO
+import Synchronization
 import Testing
 
+@testable import ExternalProviderSQLite
 @testable import ExternalProviderStore
 
 /// Values sealed by the first version of the store, kept as bytes. Everything bound into a seal (the
@@ -46,7 +51,7 @@ struct SealedKeyCodecTests {
 
         // Swapped between the two fields, neither opens: each is bound to its own field's name.
         let swapped = SealedKeyCodec(masterKey: masterKey)
-        #expect(throws: StoreFault.self) {
+        #expect(throws: Fault.self) {
             try swapped.open(.init(apiKey: sealedOrganization, organizationKey: nil), name: nil, user: user, provider: "open_ai")
         }
     }

@@ -1,8 +1,13 @@
 import ExternalProviderCore
+import ExternalProviderPostgres
+import ExternalProviderTestSupport
 import Foundation
+import GRDB
+import PostgresNIO
 import Synchronization
 import Testing
 
+@testable import ExternalProviderSQLite
 @testable import ExternalProviderStore
 
 /// What every store must do, run against each. A store offers primitives; the rules sit above them.
@@ -116,7 +121,7 @@ struct StoreConformanceTests {
         try await StoreUnderTest.with(kind) { place in
             try await place.open { store in
                 let at = Date(timeIntervalSince1970: 1_800_000_000)
-                let checked = KeyService(store: store, verifier: AcceptingVerifier(), now: { at })
+                let checked = KeyService(store: store, verifier: FakeVerifier(), now: { at })
                 _ = try await checked.perform(try create("sk-checked-0000000000", organization: "org-h"), for: Self.user, origin: .commandLine)
                 let other = UserID(trusted: "auth0|unchecked")
                 _ = try await store.perform(try create("sk-unchecked-00000000"), for: other)
@@ -170,14 +175,9 @@ struct StoreConformanceTests {
     func masterKeyClaim(kind: StoreKind) async throws {
         try await StoreUnderTest.with(kind) { place in
             try await place.open { store in _ = try await store.perform(try create("sk-sealed-0000000000"), for: Self.user) }
-            await #expect(throws: StoreFault.self) {
+            await #expect(throws: Fault.self) {
                 try await place.open(masterKey: .generate()) { _ in }
             }
         }
     }
-}
-
-/// A provider that accepts every key.
-struct AcceptingVerifier: KeyVerifier {
-    func verify(_ credentials: ProviderCredentials) async -> VerificationOutcome { .accepted }
 }

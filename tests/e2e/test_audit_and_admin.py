@@ -58,7 +58,7 @@ def test_every_change_is_in_the_audit_trail_and_no_value_is(server, api):
 def test_admin_commands_refuse_bad_input_in_one_line(server):
     for arguments, message in [
         (["keys", "delete", "auth0|nobody"], "User 'auth0|nobody' is unknown"),
-        (["keys", "delete", "auth0|nobody", "--provider", "anthropic"], "unknown provider 'anthropic'"),
+        (["keys", "delete", "auth0|nobody", "--provider", "cohere"], "unknown provider 'cohere'"),
         (["audit", "--since", "yesterday"], "--since: 'yesterday' is not a date"),
     ]:
         result = server.cli(*arguments, check=False)

@@ -336,7 +336,7 @@ def test_the_request_log_has_the_path_but_not_the_query(server):
 
 def test_a_cleartext_openai_base_url_is_refused_unless_loopback(workdir):
     line = refused_serve(workdir / "http", "--openai-base-url", "http://api.openai.example")
-    assert "must use https" in line
+    assert "must be an https URL" in line
     assert not (workdir / "http").exists()
     # The stand-in every other test uses is plain http on 127.0.0.1, which is allowed.
     assert OPENAI.base_url.startswith("http://127.0.0.1:")

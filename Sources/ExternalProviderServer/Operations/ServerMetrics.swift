@@ -1,0 +1,131 @@
+import CoreMetrics
+import ExternalProviderCore
+import Foundation
+import Prometheus
+import Synchronization
+
+/// The server's metrics, through swift-metrics into a Prometheus registry of this application's own (not
+/// the process-wide `MetricsSystem`, so that several applications in one test process keep theirs apart).
+///
+/// Every label value comes from a short fixed list (operations, status codes, outcomes, health words,
+/// error kinds), never from a request: no user id, application id or key can reach a label.
+final class ServerMetrics: Sendable {
+    static let requests = "external_provider_requests_total"
+    static let requestDuration = "external_provider_request_duration_seconds"
+    static let upstreamDuration = "external_provider_upstream_duration_seconds"
+    static let verifications = "external_provider_key_verifications_total"
+    static let keys = "external_provider_keys"
+    static let storeErrors = "external_provider_store_errors_total"
+    static let refusedOverLimit = "external_provider_refused_over_limit_total"
+
+    private let registry = PrometheusCollectorRegistry()
+    private let factory: PrometheusMetricsFactory
+    /// One handle per label set, made once: the registry's own lookup takes a lock and builds the name.
+    private let requestCounters = Mutex<[RequestLabels: CoreMetrics.Counter]>([:])
+    private let durations = Mutex<[String: CoreMetrics.Timer]>([:])
+
+    private struct RequestLabels: Hashable {
+        let operation: String
+        let status: Int
+    }
+
+    /// From half a millisecond (a relayed answer from a nearby upstream) to a minute (a long stream),
+    /// each bound above the one before.
+    static let durationBuckets: [Duration] = [
+        .microseconds(500), .milliseconds(1), .microseconds(2500), .milliseconds(5), .milliseconds(10), .milliseconds(25),
+        .milliseconds(50), .milliseconds(100), .milliseconds(250), .milliseconds(500), .seconds(1), .milliseconds(2500),
+        .seconds(5), .seconds(10), .seconds(30), .seconds(60),
+    ]
+
+    init() {
+        var factory = PrometheusMetricsFactory(registry: registry)
+        factory.defaultDurationHistogramBuckets = Self.durationBuckets
+        self.factory = factory
+    }
+
+    /// One request answered: counted by operation and status, timed by operation.
+    func requestAnswered(operation: String, status: Int, duration: Duration) {
+        let labels = RequestLabels(operation: operation, status: status)
+        let counter = requestCounters.withLock { counters in
+            if let counter = counters[labels] { return counter }
+            let counter = CoreMetrics.Counter(
+                label: Self.requests, dimensions: [("operation", operation), ("status", String(status))], factory: factory)
+            counters[labels] = counter
+            return counter
+        }
+        counter.increment()
+        timer(Self.requestDuration, operation: operation).record(duration)
+    }
+
+    /// How long a provider took to begin its answer to a relayed request.
+    func upstreamAnswered(after duration: Duration) {
+        timer(Self.upstreamDuration, operation: "relay").record(duration)
+    }
+
+    /// What a provider said of a key it was asked to check, on a write or a recheck.
+    func keyVerified(_ outcome: VerificationOutcome) {
+        let name =
+            switch outcome {
+            case .accepted: "accepted"
+            case .rejected: "rejected"
+            case .unavailable: "unavailable"
+            case .rateLimited: "rate_limited"
+            case .timedOut: "timed_out"
+            }
+        CoreMetrics.Counter(label: Self.verifications, dimensions: [("outcome", name)], factory: factory).increment()
+    }
+
+    /// A request refused, without a log line of its own, because its address is over the failed-attempt limit.
+    func refusedOverLimit() {
+        CoreMetrics.Counter(label: Self.refusedOverLimit, dimensions: [], factory: factory).increment()
+    }
+
+    /// A store failure a request met: `unavailable` (503) or `fault` (500).
+    func storeFailed(_ kind: StoreErrorKind) {
+        CoreMetrics.Counter(label: Self.storeErrors, dimensions: [("kind", kind.rawValue)], factory: factory).increment()
+    }
+
+    enum StoreErrorKind: String {
+        case unavailable
+        case fault
+    }
+
+    /// The exposition, with the keys by health counted now from the store. If the store cannot count them,
+    /// the gauges keep their last values and the caller's error is counted like any other store error.
+    func exposition(store: any KeyStore) async throws -> String {
+        let counts = try await store.keyCountsByHealth()
+        for health in KeyHealth.Word.allCases.map(\.rawValue) {
+            CoreMetrics.Gauge(label: Self.keys, dimensions: [("health", health)], factory: factory).record(counts[health] ?? 0)
+        }
+        return registry.emitToString()
+    }
+
+    private func timer(_ label: String, operation: String) -> CoreMetrics.Timer {
+        durations.withLock { timers in
+            let key = label + "|" + operation
+            if let timer = timers[key] { return timer }
+            let timer = CoreMetrics.Timer(label: label, dimensions: [("operation", operation)], factory: factory)
+            timers[key] = timer
+            return timer
+        }
+    }
+}
+
+extension CoreMetrics.Timer {
+    func record(_ duration: Duration) {
+        let (seconds, attoseconds) = duration.components
+        recordNanoseconds(seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
+    }
+}
+
+/// A verifier whose every outcome is counted.
+struct CountedVerifier: KeyVerifier {
+    let base: any KeyVerifier
+    let metrics: ServerMetrics
+
+    func verify(_ credentials: ProviderCredentials) async -> VerificationOutcome {
+        let outcome = await base.verify(credentials)
+        metrics.keyVerified(outcome)
+        return outcome
+    }
+}

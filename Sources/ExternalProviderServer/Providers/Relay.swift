@@ -1,0 +1,212 @@
+import AsyncHTTPClient
+import ExternalProviderCore
+import ExternalProviderStore
+import Foundation
+import HTTPTypes
+import Hummingbird
+import Logging
+import NIOCore
+import NIOHTTP1
+
+/// Puts a stored key to work without handing it out: a request under a provider's relay route goes to
+/// that provider's API root, with the path after the route, the query and the body as sent, and the
+/// user's key added on the way out in the provider's own header. The answer streams back as it comes, so
+/// a server-sent-events completion reaches the client event by event.
+struct Relay: Sendable {
+    static var userHeader: HTTPField.Name { HTTPField.Name("X-User-ID")! }
+
+    let store: any KeyStore
+    let clients: RelayClients
+    let roots: ProviderRoots
+    let maxBodyBytes: Int
+    /// Until the response head: a model may think for minutes before its first token.
+    let timeout: TimeAmount
+    let health: KeyHealthReporter
+    let logger: Logger
+    /// Times providers' answers; `nil` with `--no-metrics`.
+    var metrics: ServerMetrics? = nil
+
+    /// Relays `request` to `provider`; `routeSegments` is how many segments of the path the route itself
+    /// takes (`/open_ai/v1`: 2; `/relay/anthropic`: 2).
+    func handle(_ request: Request, context: AppRequestContext, to provider: Provider, routeSegments: Int) async throws -> Response {
+        let path = try RelayPath(rawPath: request.uri.path, routeSegments: routeSegments)
+        let headers = try RelayHeaders(request.headers, query: request.uri.query)
+        let user = try Self.user(for: request, application: context.facts.application, provider: provider)
+        guard let key = try await store.account(for: user)?.keys[provider] else {
+            throw Problem(.notFound, Self.noKey(user, provider))
+        }
+        let body: OutgoingBody
+        do {
+            body = try await OutgoingBody.read(request, limit: maxBodyBytes)
+        } catch {
+            throw problem(for: error, provider: provider)
+        }
+        let upstream = headers.upstreamRequest(
+            method: request.method, url: path.url(base: roots[provider], query: request.uri.query), key: key, provider: provider, body: body,
+            declaredLength: request.headers[.contentLength].flatMap(Int64.init))
+        let presence = await ClientPresence.of(context.channel)
+        let started = ContinuousClock.now
+        let response: HTTPClientResponse
+        do {
+            response = try await send(upstream, provider: provider, canBeSentAgain: body.canBeSentAgain, presence: presence)
+        } catch {
+            await body.close()
+            throw problem(for: error, provider: provider)
+        }
+        metrics?.upstreamAnswered(after: ContinuousClock.now - started)
+        let status = Int(response.status.code)
+        logger.debug(
+            "relayed",
+            metadata: [
+                "provider": "\(provider.name)", "http.path": "\(RequestLogMiddleware.loggable(path: request.uri.path))",
+                "upstream.status": "\(status)", "upstream.ttfb_ms": "\((ContinuousClock.now - started) / .milliseconds(1))",
+            ])
+        if (300..<400).contains(status) {
+            await body.close()
+            throw Problem(
+                .badGateway, "\(provider.displayName) answered with a redirect (\(status)), which is not followed because it would send the key elsewhere.")
+        }
+        let credentials = ProviderCredentials(provider, key)
+        if provider.profile.refusalStatuses.contains(status) {
+            // Read whole to see whether it refuses the key; it passes through as it is all the same.
+            do {
+                let answer = try await refusal(response, user: user, credentials: credentials)
+                await body.close()
+                return answer
+            } catch {
+                await body.close()
+                throw error
+            }
+        }
+        if (200..<300).contains(status) {
+            // Off the answer's path: at most one write a minute per key, and the answer need not wait.
+            Task { [health] in await health.accepted(credentials, of: user) }
+        }
+        return Response(
+            status: .init(code: status, reasonPhrase: response.status.reasonPhrase),
+            headers: RelayHeaders.passedBack(response.headers),
+            body: ResponseBody(contentLength: RelayHeaders.contentLength(response.headers)) { writer in
+                do {
+                    for try await chunk in response.body {
+                        try await writer.write(chunk)
+                    }
+                    try await writer.finish(nil)
+                } catch {
+                    await body.close()
+                    throw error
+                }
+                // Upstream may have answered before reading the whole body; the server reads the rest.
+                await body.close()
+            }
+        )
+    }
+
+    /// Sends the request and waits for the answer to begin, unless the client leaves first: then the
+    /// upstream request is cancelled. A request whose pooled connection turns out to have been closed by
+    /// the upstream (it closed an idle keep-alive connection without saying so) goes once more, on a new
+    /// connection, if its body can be sent again.
+    private func send(
+        _ request: HTTPClientRequest, provider: Provider, canBeSentAgain: Bool, presence: ClientPresence?
+    ) async throws -> HTTPClientResponse {
+        let deadline = NIODeadline.now() + timeout
+        do {
+            return try await Self.untilClientLeaves(presence) { [clients] in
+                try await clients.pooled.execute(request, deadline: deadline, logger: RelayClients.quiet)
+            }
+        } catch where canBeSentAgain && UpstreamFailure.isClosedConnection(error) {
+            logger.debug("a pooled connection was closed by the provider; sending the request again on a new one", metadata: ["provider": "\(provider.name)"])
+            var again = request
+            again.headers.replaceOrAdd(name: "Connection", value: "close")
+            return try await Self.untilClientLeaves(presence) { [clients, again] in
+                try await clients.fresh.execute(again, deadline: deadline, logger: RelayClients.quiet)
+            }
+        }
+    }
+
+    /// `work`'s answer, or `ClientLeft` as soon as the client is gone, with `work` cancelled.
+    static func untilClientLeaves(
+        _ presence: ClientPresence?, _ work: @escaping @Sendable () async throws -> HTTPClientResponse
+    ) async throws -> HTTPClientResponse {
+        guard let presence else { return try await work() }
+        return try await withThrowingTaskGroup(of: HTTPClientResponse?.self) { group in
+            group.addTask { try await work() }
+            group.addTask {
+                await presence.untilGone()
+                return nil
+            }
+            defer { group.cancelAll() }
+            guard let first = try await group.next(), let response = first else { throw ClientLeft() }
+            return response
+        }
+    }
+
+    /// The client closed its connection before the answer began.
+    struct ClientLeft: Error {}
+
+    /// An answer with a status the provider refuses keys with: if its body says the stored key is
+    /// refused, the key turns `rejected` and the log says whose key and why, never the key. Either way the
+    /// answer passes through as it is, since the provider's clients read it.
+    private func refusal(_ response: HTTPClientResponse, user: UserID, credentials: ProviderCredentials) async throws -> Response {
+        let body = try await response.body.collect(upTo: ProviderClient.maxErrorBytes)
+        let status = Int(response.status.code)
+        if let code = credentials.provider.profile.refusalCode(status, Data(buffer: body)) {
+            let provider = credentials.provider
+            logger.warning(
+                "\(provider.displayName) rejected the stored key", metadata: ["user": "\(user)", "\(provider.name).error_code": "\(code)"])
+            await health.rejected(credentials, of: user, code: code)
+        }
+        return Response(
+            status: .init(code: status, reasonPhrase: response.status.reasonPhrase), headers: RelayHeaders.passedBack(response.headers),
+            body: .init(byteBuffer: body))
+    }
+
+    /// Whose key: the application's bound user, or the one it names in `X-User-ID`.
+    static func user(for request: Request, application: ApplicationGrant?, provider: Provider) throws -> UserID {
+        let named = request.headers[userHeader]
+        if let bound = application?.boundUser {
+            if let named, application?.mayUseKey(of: named) == false { throw Problem.boundToAnotherUser }
+            return UserID(trusted: bound)
+        }
+        guard let named else {
+            throw Problem(
+                .badRequest,
+                "Header 'X-User-ID' is required: name the user whose \(provider.displayName) key to use, or bind the application to one (apps create NAME --user USER).")
+        }
+        do {
+            return try UserID(validating: named)
+        } catch {
+            throw Problem(.badRequest, error.message.replacingOccurrences(of: "Field 'user'", with: "Header 'X-User-ID'"))
+        }
+    }
+
+    static func noKey(_ user: UserID, _ provider: Provider) -> String {
+        provider == .openAI
+            ? "User '\(user)' has no OpenAI key: store one with /external_provider/api_key/create first."
+            : "User '\(user)' has no \(provider.displayName) key: store one with PUT /v1/users/{user}/keys/\(provider.name) first."
+    }
+
+    static func bodyTooLarge(_ limit: Int) -> Problem {
+        Problem(
+            .contentTooLarge, "A relayed request body must be at most \(limit) bytes (\(ServeSettings.relayMaxBody.declaration.option)).",
+            answeredBeforeBody: true)
+    }
+
+    /// Sorts what went wrong before the provider's answer began, by the error's type.
+    func problem(for error: any Error, provider: Provider) -> Problem {
+        switch error {
+        case is RelayUpload.TooLarge:
+            return Self.bodyTooLarge(maxBodyBytes)
+        case is ClientLeft:
+            return Problem(.init(code: 499, reasonPhrase: "Client Closed Request"), "The client closed its connection before the answer began.")
+        case is RequestBodyIncomplete:
+            return Problem(.badRequest, "The request body did not arrive whole.")
+        default:
+            switch UpstreamFailure(error) {
+            case .timedOut:
+                return Problem(.gatewayTimeout, "\(provider.displayName) did not begin to answer within \(ServeSettings.relayTimeout.declaration.option).")
+            case let failure:
+                return Problem(.badGateway, "The request could not be relayed: \(failure.reason(provider)).")
+            }
+        }
+    }
+}

@@ -1,0 +1,77 @@
+import ExternalProviderAPI
+import ExternalProviderCore
+import ExternalProviderStore
+import Hummingbird
+import Logging
+import NIOCore
+import OpenAPIHummingbird
+
+/// Everything the routes reach, made once by `buildApplication`, or by a test with its own verifier,
+/// limiter or clock.
+struct ServerParts: Sendable {
+    let store: any KeyStore & ApplicationRegistry
+    /// `nil` when verification is off: keys are stored unchecked.
+    var verifier: (any KeyVerifier)?
+    var models: any ModelLister
+    var health: KeyHealthReporter
+    /// `nil` in tests that never relay.
+    var relay: Relay?
+    var access: AccessPolicy
+    var authenticator: Authenticator
+    /// `nil` with `--no-metrics`.
+    var metrics: ServerMetrics?
+    var readinessBudget: Duration = Readiness.budget
+}
+
+func buildRouter(_ parts: ServerParts) throws -> Router<AppRequestContext> {
+    let routes = RouteTable()
+    let router = Router(context: AppRequestContext.self, options: .autoGenerateHeadEndpoints)
+    router.add(middleware: RequestLogMiddleware())
+    if let metrics = parts.metrics { router.add(middleware: MetricsMiddleware(metrics: metrics)) }
+    router.add(middleware: ProtectiveHeadersMiddleware())
+    router.add(middleware: BrowserGuardMiddleware(policy: parts.access))
+    router.add(middleware: PlainTextErrorMiddleware(routes: routes, metrics: parts.metrics))
+
+    let store = parts.store
+    routes.add(to: router, .get, "/health", operation: "health") { _, _ in Response(plainText: "ok") }
+    routes.add(to: router, .get, "/ready", operation: "ready") { _, _ in
+        guard await Readiness.storeAnswers(store, within: parts.readinessBudget) else { throw Problem.notReady }
+        return Response(plainText: "ready")
+    }
+    if let metrics = parts.metrics {
+        // Aggregates only, no user or key in any label, so like /health it needs no application id.
+        routes.add(to: router, .get, "/metrics", operation: "metrics") { _, _ in
+            Response(
+                status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
+                body: .init(byteBuffer: ByteBuffer(string: try await metrics.exposition(store: store))))
+        }
+    }
+    routes.add(to: router, .get, "/openapi.yaml", operation: "openapi") { _, _ in
+        Response(
+            status: .ok, headers: [.contentType: "application/yaml; charset=utf-8"],
+            body: .init(byteBuffer: ByteBuffer(bytes: try OpenAPIDocument.yaml())))
+    }
+
+    if let relay = parts.relay {
+        let relayed = router.group(RouterPath("/open_ai/v1")).add(middleware: ApplicationAuthMiddleware(authenticator: parts.authenticator, scope: .relay))
+        for method in [HTTPRequest.Method.get, .post, .put, .patch, .delete] {
+            routes.add(to: relayed, prefix: "/open_ai/v1", method, "**", operation: "relay") { request, context in
+                try await relay.handle(request, context: context, to: .openAI, routeSegments: 2)
+            }
+        }
+    }
+    let handler = APIHandler(keys: KeyService(store: store, verifier: parts.verifier), models: parts.models, health: parts.health)
+    try handler.registerHandlers(
+        on: RecordingTransport(base: router, table: routes),
+        // Compact JSON: the runtime's default pretty-prints, which costs bytes on every answer.
+        configuration: .init(jsonEncodingOptions: [.sortedKeys]),
+        middlewares: [OperationMiddleware(authenticator: parts.authenticator), JSONBodyMiddleware()]
+    )
+    return router
+}
+
+extension Response {
+    init(plainText: String) {
+        self.init(status: .ok, headers: [.contentType: "text/plain; charset=utf-8"], body: .init(byteBuffer: ByteBuffer(string: plainText)))
+    }
+}

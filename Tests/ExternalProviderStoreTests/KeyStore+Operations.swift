@@ -1,8 +1,0 @@
-import ExternalProviderCore
-
-extension KeyStore {
-    /// An operation through the one write path every store serves, with verification off.
-    func perform(_ operation: KeyOperation, for user: UserID) async throws -> UserAccount {
-        try await KeyService(store: self, verifier: nil).perform(operation, for: user, origin: .commandLine)
-    }
-}
