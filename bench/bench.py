@@ -24,7 +24,7 @@ from http.client import HTTPConnection
 from pathlib import Path
 
 from memory_rounds import measure as memory_rounds
-from relay_bench import KEY as RELAY_KEY, LiteLLM, Nginx, time_to_first_event
+from relay_bench import ANTHROPIC_KEY, KEY as RELAY_KEY, LiteLLM, Nginx, time_to_first_event
 
 ROOT = Path(__file__).resolve().parents[1]
 LUA = ROOT / "bench" / "wrk" / "workload.lua"
@@ -295,12 +295,23 @@ log_level     = "warn"
         pass  # KV v2 writes create the path; the 10,000-user workload writes over random paths.
 
 
+def cpu_seconds(pid):
+    """The CPU time `pid` has used, all its threads, user and system: what `perf stat`'s task-clock
+    counts, at the kernel's tick resolution, which a 10 s run makes fine enough."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def measure(target, workload, loads, seconds, warmup):
     rows = []
     run_wrk(target.url, workload, target.credential, max(loads), warmup)
     for connections in loads:
         reset_peak_rss(target.process.pid)
+        cpu_before = cpu_seconds(target.process.pid)
         result = run_wrk(target.url, workload, target.credential, connections, seconds)
+        used = cpu_seconds(target.process.pid) - cpu_before
+        if result["requests"]:
+            result["cpu_us_per_request"] = used * 1e6 / result["requests"]
         result["connections"] = connections
         result["peak_rss_mib"] = rss_kib(target.process.pid, "VmHWM") / 1024
         rows.append(result)
@@ -321,7 +332,8 @@ def relay_rows(binary, workdir, loads, args):
     upstream_port, proxy_port, litellm_port = free_port(), free_port(), free_port()
     nginx = Nginx(workdir, upstream_port, proxy_port)
     litellm = LiteLLM(ROOT, workdir, upstream_port, litellm_port) if args.peer == "litellm" else None
-    ours = ExternalProvider(binary, workdir).start(extra_args=["--openai-base-url", f"http://127.0.0.1:{upstream_port}"])
+    ours = ExternalProvider(binary, workdir).start(extra_args=[
+        "--openai-base-url", f"http://127.0.0.1:{upstream_port}", "--anthropic-base-url", f"http://127.0.0.1:{upstream_port}"])
     try:
         connection = HTTPConnection("127.0.0.1", ours.port, timeout=30)
         connection.request("POST", "/external_provider/api_key/create",
@@ -329,6 +341,10 @@ def relay_rows(binary, workdir, loads, args):
                            {"Content-Type": "application/json", "X-Application-ID": ours.credential})
         if connection.getresponse().status != 200:
             raise RuntimeError("could not store the relay's key")
+        connection.request("PUT", "/v1/users/bench-relay/keys/anthropic", json.dumps({"api_key": ANTHROPIC_KEY}),
+                           {"Content-Type": "application/json", "X-Application-ID": ours.credential})
+        if connection.getresponse().status != 201:
+            raise RuntimeError("could not store the relay's Anthropic key")
         endpoints = {
             "direct": Endpoint(f"http://127.0.0.1:{upstream_port}", RELAY_KEY, nginx.pid),
             "relay": Endpoint(ours.url, ours.credential, ours.process.pid),
@@ -348,6 +364,11 @@ def relay_rows(binary, workdir, loads, args):
             for via, endpoint in endpoints.items():
                 print(f"relay: {kind} {via}", file=sys.stderr)
                 rows[f"{kind}_{via}"] = measure(endpoint, f"{kind}_{via}", loads, args.seconds, args.warmup)
+        # Anthropic's streamed message on the same stand-in: its own header, its named events.
+        anthropic = {"direct": Endpoint(f"http://127.0.0.1:{upstream_port}", ANTHROPIC_KEY, nginx.pid), "relay": endpoints["relay"]}
+        for via, endpoint in anthropic.items():
+            print(f"relay: anthropic {via}", file=sys.stderr)
+            rows[f"anthropic_{via}"] = measure(endpoint, f"anthropic_{via}", loads, args.seconds, args.warmup)
         return rows
     finally:
         ours.stop()
@@ -476,8 +497,8 @@ def render(report):
              f"Each row: {report['seconds_per_row']} s of wrk after a warm-up, on {report['machine']['cpus']} cores "
              f"shared by server, database and client. Ceilings: `GET /health` (HTTP stack, no store) and "
              f"{fsync:,.0f} {commits}.", "",
-             "| workload | conns | req/s | p50 ms | p99 ms | p99.9 ms | non-2xx | socket errors | peak RSS MiB | ÷ health | ÷ fsync |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "| workload | conns | req/s | CPU µs/req | p50 ms | p99 ms | p99.9 ms | non-2xx | socket errors | peak RSS MiB | ÷ health | ÷ fsync |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for row in ours["health"]:
         lines.append(row_line("GET /health (ceiling)", row, None, None))
     for label, data in ours["workloads"].items():
@@ -492,8 +513,8 @@ def render(report):
         relay = report["relay"]
         lines += ["", "## relay: a small chat completion, direct to a stand-in upstream (nginx, from memory), "
                       "through our relay, and through nginx proxy_pass setting the key", "",
-                  "| answer | conns | direct req/s | relay req/s | nginx req/s | LiteLLM req/s | relay ÷ nginx | relay ÷ LiteLLM | p50 ms direct / relay / nginx / LiteLLM | relay p50 added ms | relay p99 ms | errors relay / LiteLLM | peak RSS MiB relay / LiteLLM |",
-                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+                  "| answer | conns | direct req/s | relay req/s | nginx req/s | LiteLLM req/s | relay ÷ nginx | relay ÷ LiteLLM | relay ÷ health | relay CPU µs/req | p50 ms direct / relay / nginx / LiteLLM | relay p50 added ms | relay p99 ms | errors relay / LiteLLM | peak RSS MiB relay / LiteLLM |",
+                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
         for kind, label in (("chat", "plain JSON"), ("stream", "streamed, 20 events")):
             peers = relay.get(f"{kind}_litellm") or [None] * len(relay[f"{kind}_relay"])
             for direct, mine, theirs, peer in zip(relay[f"{kind}_direct"], relay[f"{kind}_relay"], relay[f"{kind}_nginx"], peers):
@@ -501,13 +522,23 @@ def render(report):
                 peer_rps = f"{peer['rps']:,.0f}" if peer else "–"
                 peer_ratio = f"{mine['rps'] / peer['rps']:.1f}×" if peer and peer["rps"] else "–"
                 peer_p50 = fmt_ms(lat(peer)) if peer else "–"
+                health_rps = health.get(mine["connections"]) if health else None
+                relay_health = f"{mine['rps'] / health_rps:.2f}" if health_rps else "–"
+                relay_cpu = f"{mine['cpu_us_per_request']:.0f}" if "cpu_us_per_request" in mine else "–"
                 lines.append(
                     f"| {label} | {mine['connections']} | {direct['rps']:,.0f} | {mine['rps']:,.0f} | {theirs['rps']:,.0f} | {peer_rps} | "
-                    f"{mine['rps'] / theirs['rps']:.2f}× | {peer_ratio} | {fmt_ms(lat(direct))} / {fmt_ms(lat(mine))} / {fmt_ms(lat(theirs))} / {peer_p50} | "
+                    f"{mine['rps'] / theirs['rps']:.2f}× | {peer_ratio} | {relay_health} | {relay_cpu} | {fmt_ms(lat(direct))} / {fmt_ms(lat(mine))} / {fmt_ms(lat(theirs))} / {peer_p50} | "
                     f"{(lat(mine) - lat(direct)) / 1000:.3f} | {fmt_ms(mine['latency_us']['p99'])} | "
                     f"{error_count(mine)} / {error_count(peer) if peer else '–'} | {mine['peak_rss_mib']:.1f} / {peer['peak_rss_mib'] if peer else 0:.1f} |")
         if "litellm_version" in relay:
             lines.append(f"\nLiteLLM {relay['litellm_version']} (proxy, 1 worker) beside it.")
+        if "anthropic_relay" in relay:
+            lines += ["", "Anthropic, a streamed message (23 named events) on the same stand-in, through `/relay/anthropic` beside OpenAI's streamed row:", "",
+                      "| conns | direct req/s | relay req/s | relay p50 added ms | relay ÷ OpenAI streamed relay req/s | CPU µs/request relay |", "|---:|---:|---:|---:|---:|---:|"]
+            for direct, mine, openai in zip(relay["anthropic_direct"], relay["anthropic_relay"], relay["stream_relay"]):
+                cpu = f"{mine['cpu_us_per_request']:.0f}" if "cpu_us_per_request" in mine else "–"
+                lines.append(f"| {mine['connections']} | {direct['rps']:,.0f} | {mine['rps']:,.0f} | "
+                             f"{(mine['latency_us']['p50'] - direct['latency_us']['p50']) / 1000:.3f} | {mine['rps'] / openai['rps']:.2f}× | {cpu} |")
     if "relay" in report and "time_to_first_event" in report["relay"]:
         first = report["relay"]["time_to_first_event"]
         lines += ["", "Time to the first event of a streamed completion, one request at a time (500 after 50 warm-up): "
@@ -551,7 +582,8 @@ def row_line(label, row, health_rps, fsync):
     ratio_health = f"{row['rps'] / health_rps:.2f}" if health_rps else ""
     ratio_fsync = f"{row['rps'] / fsync:.2f}" if fsync else ""
     latency = row["latency_us"]
-    return (f"| {label} | {row['connections']} | {row['rps']:,.0f} | {fmt_ms(latency['p50'])} | {fmt_ms(latency['p99'])} | "
+    cpu = f"{row['cpu_us_per_request']:.0f}" if "cpu_us_per_request" in row else "–"
+    return (f"| {label} | {row['connections']} | {row['rps']:,.0f} | {cpu} | {fmt_ms(latency['p50'])} | {fmt_ms(latency['p99'])} | "
             f"{fmt_ms(latency['p999'])} | {errors['status']} | {socket_errors} | {row['peak_rss_mib']:.1f} | {ratio_health} | {ratio_fsync} |")
 
 

@@ -20,6 +20,18 @@ COMPLETION = json.dumps({
 CHUNK = {"id": "chatcmpl-bench", "object": "chat.completion.chunk", "created": 1715367049, "model": "gpt-4o-mini",
          "choices": [{"index": 0, "delta": {"content": "word "}, "finish_reason": None}]}
 STREAM = "".join(f"data: {json.dumps(CHUNK)}\\n\\n" for _ in range(20)) + "data: [DONE]\\n\\n"
+ANTHROPIC_KEY = "sk-ant-bench-relay-0123456789abcdWxyz"
+# Anthropic's stream of a short message, as its documentation shows it: named events, 20 text deltas.
+_ANTHROPIC_EVENTS = (
+    [("message_start", {"type": "message_start", "message": {"id": "msg_bench", "type": "message", "role": "assistant", "content": [],
+                                                             "model": "claude-haiku-4-5", "stop_reason": None,
+                                                             "usage": {"input_tokens": 9, "output_tokens": 1}}}),
+     ("content_block_start", {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}})]
+    + [("content_block_delta", {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "word "}})] * 20
+    + [("content_block_stop", {"type": "content_block_stop", "index": 0}),
+       ("message_delta", {"type": "message_delta", "delta": {"stop_reason": "end_turn"}, "usage": {"output_tokens": 20}}),
+       ("message_stop", {"type": "message_stop"})])
+ANTHROPIC_STREAM = "".join(f"event: {name}\\ndata: {json.dumps(data)}\\n\\n" for name, data in _ANTHROPIC_EVENTS)
 
 
 def nginx_config(workdir, upstream_port, proxy_port):
@@ -48,6 +60,7 @@ http {{
         # LiteLLM cannot add a query: its streamed model has its own base URL.
         location = /stream/v1/chat/completions {{ default_type text/event-stream; return 200 '{STREAM}'; }}
         location = /v1/models {{ default_type application/json; return 200 '{{"object":"list","data":[]}}'; }}
+        location = /v1/messages {{ default_type text/event-stream; return 200 '{ANTHROPIC_STREAM}'; }}
     }}
     # The floor for a proxy: pass through, setting the key.
     server {{

@@ -44,11 +44,11 @@ public struct MaskedKey: Sendable, Equatable {
 
 /// A model the user's key may use.
 public struct Model: Sendable, Equatable {
-    /// OpenAI's id, e.g. `gpt-4o`.
+    /// The provider's id, e.g. `gpt-4o`, `claude-sonnet-4-5`.
     public let id: String
-    /// The name PiecesOS shows, which for OpenAI is its id.
+    /// The name the provider shows; for OpenAI, which gives none, its id.
     public let name: String
-    /// When OpenAI made it available.
+    /// When the provider made it available; the epoch when it does not say.
     public let created: Date
 
     /// A model as a server would list it, for tests and previews.
@@ -59,12 +59,49 @@ public struct Model: Sendable, Equatable {
     }
 }
 
+/// A stored key of one provider, as the keys API shows it: never the key itself.
+public struct ProviderKeyStatus: Sendable, Equatable {
+    public let provider: Provider
+    /// The provider's known start and the last 4 characters (`sk-ant-...Wxyz`).
+    public let maskedAPIKey: String
+    public let name: String?
+    /// The OpenAI organization, for an OpenAI key.
+    public let organization: String?
+    /// What the provider last said of the key.
+    public let health: KeyHealth
+    public let updatedAt: Date
+
+    public init(provider: Provider, maskedAPIKey: String, name: String?, organization: String?, health: KeyHealth, updatedAt: Date) {
+        self.provider = provider
+        self.maskedAPIKey = maskedAPIKey
+        self.name = name
+        self.organization = organization
+        self.health = health
+        self.updatedAt = updatedAt
+    }
+
+    init(_ stored: Components.Schemas.StoredKey) throws(ExternalProviderClientError) {
+        guard let provider = Provider(name: stored.provider) else {
+            throw .invalidResponse("the server's answer names a provider this client does not know: \(stored.provider)")
+        }
+        let health: KeyHealth =
+            switch (stored.health, stored.checkedAt) {
+            case (.valid, let at?): .valid(checkedAt: at)
+            case (.rejected, let at?): .rejected(checkedAt: at, code: stored.healthCode ?? "unknown")
+            default: .unverified
+            }
+        self.init(
+            provider: provider, maskedAPIKey: stored.apiKey, name: stored.name, organization: stored.organization, health: health,
+            updatedAt: stored.updatedAt)
+    }
+}
+
 /// Why a call failed: one case per status the server answers, each with the server's own sentence,
 /// and the failures before an answer.
 public enum ExternalProviderClientError: Error, Sendable, Equatable, CustomStringConvertible {
     /// 400: a field is missing or malformed.
     case badRequest(String)
-    /// 401: OpenAI refused the key (its error code is in the sentence), or the application id is
+    /// 401: the provider refused the key (its error code is in the sentence), or the application id is
     /// missing, unknown or revoked.
     case unauthorized(String)
     /// 403: the application may not do this (its scope, or a user it is not bound to), or the server
@@ -82,11 +119,11 @@ public enum ExternalProviderClientError: Error, Sendable, Equatable, CustomStrin
     case tooManyRequests(String)
     /// 500: the server failed; its log says why.
     case internalServerError(String)
-    /// 502: OpenAI could not be asked (refused connection, TLS, its own error). Nothing was stored.
+    /// 502: the provider could not be asked (refused connection, TLS, its own error). Nothing was stored.
     case badGateway(String)
     /// 503: the server's store is unavailable just now; try again.
     case serviceUnavailable(String)
-    /// 504: OpenAI did not answer in time. Nothing was stored.
+    /// 504: the provider did not answer in time. Nothing was stored.
     case gatewayTimeout(String)
     /// Any other status.
     case unexpectedStatus(Int, String)
@@ -160,3 +197,9 @@ public enum ExternalProviderClientError: Error, Sendable, Equatable, CustomStrin
 
 /// What an update does to an optional field: `.keep` it, `.clear` it, or `.set(_:)` a new value.
 public typealias FieldEdit = ExternalProviderCore.FieldEdit
+
+/// The providers a key may be for.
+public typealias Provider = ExternalProviderCore.Provider
+
+/// What a provider last said of a key.
+public typealias KeyHealth = ExternalProviderCore.KeyHealth

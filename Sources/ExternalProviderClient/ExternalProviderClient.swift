@@ -7,7 +7,8 @@ import OpenAPIAsyncHTTPClient
 import OpenAPIRuntime
 
 /// A client of an external-provider server (or of PiecesOS's ExternalProvider API): store, change and
-/// remove a user's OpenAI key, and list the models it may use. Keys go to the server and never come
+/// remove a user's keys (OpenAI's through the contract, every provider's through the keys API), and list
+/// the models each may use. Keys go to the server and never come
 /// back: every answer carries the key masked.
 ///
 /// ```swift
@@ -92,6 +93,78 @@ public struct ExternalProviderClient: Sendable {
         case .ok(let ok):
             let listed = try await decoded { try ok.body.json.models.iterable }
             return listed.map { Model(id: $0.unique ?? $0.name, name: $0.name, created: $0.created.value) }
+        default: throw .invalidResponse("the server answered with a status it does not document")
+        }
+    }
+
+    // The keys API: every provider's key.
+
+    /// Every provider's key of the user, masked, with its health. Needs the `keys` scope.
+    public func keys(of user: String) async throws(ExternalProviderClientError) -> [ProviderKeyStatus] {
+        let output = try await call { try await client.listUserKeys(path: .init(user: user)) }
+        switch output {
+        case .ok(let ok):
+            return try await decoded { try ok.body.json.keys }.map { stored throws(ExternalProviderClientError) in try ProviderKeyStatus(stored) }
+        default: throw .invalidResponse("the server answered with a status it does not document")
+        }
+    }
+
+    /// Stores the user's key for `provider`, or replaces it, once the provider accepts it; `name` and
+    /// `organization` (OpenAI's only) left out are none. The same key again changes nothing, so this may
+    /// be retried. Returns the key as stored, and whether it is new.
+    public func putKey(
+        user: String, provider: Provider, apiKey: String, name: String? = nil, organization: String? = nil
+    ) async throws(ExternalProviderClientError) -> (key: ProviderKeyStatus, created: Bool) {
+        let body = Components.Schemas.KeyInput(apiKey: apiKey, name: name, organization: organization)
+        let output = try await call { try await client.putUserKey(path: .init(user: user, provider: provider.name), body: .json(body)) }
+        switch output {
+        case .ok(let ok): return (try ProviderKeyStatus(try await decoded { try ok.body.json }), false)
+        case .created(let created): return (try ProviderKeyStatus(try await decoded { try created.body.json }), true)
+        default: throw .invalidResponse("the server answered with a status it does not document")
+        }
+    }
+
+    /// Renames the user's `provider` key, or changes its OpenAI organization: `.keep`, `.clear` or
+    /// `.set(…)`. Throws `.notFound` if the user has no such key.
+    public func changeKey(
+        user: String, provider: Provider, name: FieldEdit = .keep, organization: FieldEdit = .keep
+    ) async throws(ExternalProviderClientError) -> ProviderKeyStatus {
+        var changes: [String: (any Sendable)?] = [:]
+        for (field, edit) in [("name", name), ("organization", organization)] {
+            switch edit {
+            case .keep: continue
+            case .clear: changes[field] = .some(nil)
+            case .set(let value): changes[field] = value
+            }
+        }
+        let body: Components.Schemas.KeyChanges
+        do {
+            body = .init(additionalProperties: try .init(unvalidatedValue: changes))
+        } catch {
+            throw .invalidResponse("the changes could not be written: \(error)")
+        }
+        let output = try await call { try await client.patchUserKey(path: .init(user: user, provider: provider.name), body: .json(body)) }
+        switch output {
+        case .ok(let ok): return try ProviderKeyStatus(try await decoded { try ok.body.json })
+        default: throw .invalidResponse("the server answered with a status it does not document")
+        }
+    }
+
+    /// Removes the user's `provider` key; removing one that is not there is done too.
+    public func removeKey(user: String, provider: Provider) async throws(ExternalProviderClientError) {
+        let output = try await call { try await client.deleteUserKey(path: .init(user: user, provider: provider.name)) }
+        guard case .noContent = output else { throw .invalidResponse("the server answered with a status it does not document") }
+    }
+
+    /// The models the user's `provider` key may use, as the provider lists them. Needs the `keys` scope.
+    /// Throws `.notFound` when the user has no such key, `.unauthorized` when the provider refuses it.
+    public func models(user: String, provider: Provider) async throws(ExternalProviderClientError) -> [Model] {
+        let output = try await call { try await client.listUserKeyModels(path: .init(user: user, provider: provider.name)) }
+        switch output {
+        case .ok(let ok):
+            return try await decoded { try ok.body.json.models }.map {
+                Model(id: $0.id, name: $0.displayName ?? $0.id, created: $0.created ?? Date(timeIntervalSince1970: 0))
+            }
         default: throw .invalidResponse("the server answered with a status it does not document")
         }
     }

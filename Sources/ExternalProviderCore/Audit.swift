@@ -9,6 +9,8 @@ public struct AuditEntry: Sendable, Equatable {
     public let user: UserID?
     /// The names of the fields that changed (`AuditField`), sorted.
     public let fields: [AuditField]
+    /// The providers whose key changed, in `Provider.allCases` order; none for changes to the store itself.
+    public let providers: [Provider]
     /// The application the change came through, by name; for `apps-create` and `apps-revoke`, the
     /// application made or revoked. `nil`: the command line.
     public let application: String?
@@ -19,12 +21,14 @@ public struct AuditEntry: Sendable, Equatable {
     public let verification: String?
 
     public init(
-        at: Date, action: AuditAction, user: UserID?, fields: [AuditField], application: String?, requestID: String?, verification: String?
+        at: Date, action: AuditAction, user: UserID?, fields: [AuditField], providers: [Provider] = [], application: String?, requestID: String?,
+        verification: String?
     ) {
         self.at = at
         self.action = action
         self.user = user
         self.fields = fields
+        self.providers = providers
         self.application = application
         self.requestID = requestID
         self.verification = verification
@@ -36,7 +40,19 @@ public struct AuditEntry: Sendable, Equatable {
     ) -> AuditEntry {
         AuditEntry(
             at: at, action: action, user: after.user, fields: AuditField.changed(from: before, to: after),
+            providers: Provider.allCases.filter { before?.keys[$0] != after.keys[$0] },
             application: origin.application, requestID: origin.requestID, verification: verification?.name)
+    }
+
+    /// How `providers` is stored: their stored names joined by commas (`open_ai,anthropic`), written out
+    /// as `Provider`'s raw values are.
+    public static func stored(_ providers: [Provider]) -> String {
+        providers.map(\.rawValue).joined(separator: ",")
+    }
+
+    /// Names a newer version may have added are kept out rather than failing the read.
+    public static func providers(stored: String?) -> [Provider] {
+        (stored ?? "").split(separator: ",").compactMap { Provider(rawValue: String($0)) }
     }
 }
 

@@ -15,9 +15,14 @@ public struct FieldRules: Sendable {
 
     /// A user id is named in logs and messages: no character in it may break a line or reorder one.
     public static let user = FieldRules(name: "user", maxBytes: userMaxBytes, allowsEmpty: false, allowsWhitespace: true, allowsFormatCharacters: false)
-    public static let apiKey = FieldRules(name: "open_AI.api_key", maxBytes: fieldMaxBytes, allowsEmpty: true, allowsWhitespace: false)
-    public static let apiKeyName = FieldRules(name: "open_AI.api_key_name", maxBytes: fieldMaxBytes, allowsEmpty: true, allowsWhitespace: true)
-    public static let organizationKey = FieldRules(name: "open_AI.organization_key", maxBytes: fieldMaxBytes, allowsEmpty: true, allowsWhitespace: false)
+    public static let apiKey = FieldRules(name: "api_key", maxBytes: fieldMaxBytes, allowsEmpty: true, allowsWhitespace: false)
+    public static let apiKeyName = FieldRules(name: "name", maxBytes: fieldMaxBytes, allowsEmpty: true, allowsWhitespace: true)
+    public static let organizationKey = FieldRules(name: "organization", maxBytes: fieldMaxBytes, allowsEmpty: true, allowsWhitespace: false)
+
+    /// The same rules under another field name.
+    public func named(_ name: String) -> FieldRules {
+        FieldRules(name: name, maxBytes: maxBytes, allowsEmpty: allowsEmpty, allowsWhitespace: allowsWhitespace, allowsFormatCharacters: allowsFormatCharacters)
+    }
 
     public let name: String
     public let maxBytes: Int
@@ -59,4 +64,16 @@ public struct FieldRules: Sendable {
             }
         }
     }
+}
+
+/// The names a request gives a key's three fields, for the sentences that name a field at fault.
+public struct KeyFieldNames: Sendable {
+    public let apiKey: String
+    public let name: String
+    public let organization: String
+
+    /// The PiecesOS contract's: `open_AI.api_key`, `open_AI.api_key_name`, `open_AI.organization_key`.
+    public static let contract = KeyFieldNames(apiKey: "open_AI.api_key", name: "open_AI.api_key_name", organization: "open_AI.organization_key")
+    /// The keys API's: `api_key`, `name`, `organization`.
+    public static let keysAPI = KeyFieldNames(apiKey: "api_key", name: "name", organization: "organization")
 }

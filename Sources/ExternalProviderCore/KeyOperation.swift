@@ -36,13 +36,16 @@ public struct NewKey: Sendable, Equatable {
     public let provider: Provider
     public let key: ProviderKey
 
-    public init(provider: Provider, apiKey: String?, apiKeyName: String?, organizationKey: String?) throws(InvalidInput) {
+    public init(
+        provider: Provider, apiKey: String?, apiKeyName: String?, organizationKey: String?, fields: KeyFieldNames = .contract
+    ) throws(InvalidInput) {
         guard let apiKey, !apiKey.isEmpty else {
-            throw InvalidInput("Field '\(FieldRules.apiKey.name)' is required and must not be empty.")
+            throw InvalidInput("Field '\(fields.apiKey)' is required and must not be empty.")
         }
-        try FieldRules.apiKey.check(apiKey)
-        try apiKeyName.map { value throws(InvalidInput) in try FieldRules.apiKeyName.check(value) }
-        try organizationKey.map { value throws(InvalidInput) in try FieldRules.organizationKey.check(value) }
+        try FieldRules.apiKey.named(fields.apiKey).check(apiKey)
+        try apiKeyName.map { value throws(InvalidInput) in try FieldRules.apiKeyName.named(fields.name).check(value) }
+        try organizationKey.map { value throws(InvalidInput) in try FieldRules.organizationKey.named(fields.organization).check(value) }
+        try Self.checkOrganization(organizationKey, of: provider, field: fields.organization)
         self.provider = provider
         // An empty optional field on create means the same as an absent one.
         self.key = ProviderKey(
@@ -50,6 +53,14 @@ public struct NewKey: Sendable, Equatable {
             apiKeyName: apiKeyName.flatMap { $0.isEmpty ? nil : $0 },
             organizationKey: organizationKey.flatMap { $0.isEmpty ? nil : $0 }
         )
+    }
+}
+
+extension NewKey {
+    /// Only a provider that takes an organization (OpenAI) may be given one; an empty one is none.
+    static func checkOrganization(_ organization: String?, of provider: Provider, field: String) throws(InvalidInput) {
+        guard let organization, !organization.isEmpty, !provider.profile.takesOrganization else { return }
+        throw InvalidInput("Field '\(field)' is OpenAI's only: \(provider.displayName) keys have no organization.")
     }
 }
 
@@ -61,10 +72,13 @@ public struct KeyPatch: Sendable, Equatable {
     public let apiKeyName: FieldEdit
     public let organizationKey: FieldEdit
 
-    public init(provider: Provider, apiKey: String?, apiKeyName: String?, organizationKey: String?) throws(InvalidInput) {
-        try apiKey.map { value throws(InvalidInput) in try FieldRules.apiKey.check(value) }
-        try apiKeyName.map { value throws(InvalidInput) in try FieldRules.apiKeyName.check(value) }
-        try organizationKey.map { value throws(InvalidInput) in try FieldRules.organizationKey.check(value) }
+    public init(
+        provider: Provider, apiKey: String?, apiKeyName: String?, organizationKey: String?, fields: KeyFieldNames = .contract
+    ) throws(InvalidInput) {
+        try apiKey.map { value throws(InvalidInput) in try FieldRules.apiKey.named(fields.apiKey).check(value) }
+        try apiKeyName.map { value throws(InvalidInput) in try FieldRules.apiKeyName.named(fields.name).check(value) }
+        try organizationKey.map { value throws(InvalidInput) in try FieldRules.organizationKey.named(fields.organization).check(value) }
+        try NewKey.checkOrganization(organizationKey, of: provider, field: fields.organization)
         self.provider = provider
         self.apiKey = apiKey.flatMap { $0.isEmpty ? nil : $0 }
         self.apiKeyName = FieldEdit(apiKeyName)
@@ -80,9 +94,13 @@ public struct KeyPatch: Sendable, Equatable {
     }
 }
 
-/// The three operations of the ExternalProvider API, as changes to one user's account.
+/// The operations on one user's keys, as changes to the account: the three of the ExternalProvider API,
+/// and the keys API's `put`.
 public enum KeyOperation: Sendable, Equatable {
     case create(NewKey)
+    /// Stores the key, or replaces the one the provider has: name and organization as given, none when
+    /// not given. The same key again changes nothing.
+    case put(NewKey)
     /// `nil`: the request named no provider, so nothing changes.
     case update(KeyPatch?)
     /// The providers whose keys to remove; empty removes nothing.
@@ -108,10 +126,12 @@ public enum StateConflict: Error, Equatable, Sendable {
 }
 
 extension KeyOperation {
-    /// What the audit trail calls this operation.
-    public var auditAction: AuditAction {
+    /// What the audit trail calls this operation on `account`: a put of a key the account has not got
+    /// is a create.
+    public func auditAction(on account: UserAccount?) -> AuditAction {
         switch self {
         case .create: .create
+        case .put(let new): account?.keys[new.provider] == nil ? .create : .update
         case .update: .update
         case .delete: .delete
         }
@@ -124,6 +144,10 @@ extension KeyOperation {
         case .create(let new):
             var account = account ?? UserAccount(user: user, globalID: newGlobalID())
             guard account.keys[new.provider] == nil else { throw .keyExists(user, new.provider) }
+            account.keys[new.provider] = new.key
+            return account
+        case .put(let new):
+            var account = account ?? UserAccount(user: user, globalID: newGlobalID())
             account.keys[new.provider] = new.key
             return account
         case .update(let patch):

@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 
 /// The write use case, once for every store: read the account, refuse what its state refuses, check new
 /// credentials with the provider outside any transaction, then write in one transaction, and start over
@@ -22,6 +23,12 @@ public struct KeyService: Sendable {
     /// entry in the same transaction. Expected refusals are thrown as `KeyWriteRejection`; anything else
     /// thrown is a fault.
     public func perform(_ operation: KeyOperation, for user: UserID, origin: ChangeOrigin) async throws -> UserAccount {
+        try await change(operation, for: user, origin: origin).after
+    }
+
+    /// `perform`, with the account as it was just before the change: for an answer that says whether a
+    /// key was new (a PUT's 201).
+    public func change(_ operation: KeyOperation, for user: UserID, origin: ChangeOrigin) async throws -> AccountChangeResult {
         do {
             guard let verifier else {
                 return try await write(operation, for: user, origin: origin, expecting: nil, health: .unverified, checked: false)
@@ -60,16 +67,27 @@ public struct KeyService: Sendable {
     private func write(
         _ operation: KeyOperation, for user: UserID, origin: ChangeOrigin, expecting expected: ProviderCredentials?, health: KeyHealth,
         checked: Bool
-    ) async throws -> UserAccount {
-        try await store.changeAccount(of: user) { [now] current in
+    ) async throws -> AccountChangeResult {
+        // The account `decide` last saw: a store may decide more than once, and the last decision is the one it wrote.
+        let before = Mutex<UserAccount?>(nil)
+        let after = try await store.changeAccount(of: user) { [now] current in
+            before.withLock { $0 = current }
             let after = try operation.apply(to: current, user: user)
             let credentials = operation.credentialsToVerify(on: current)
             if checked, credentials != expected { throw CredentialsChangedMeanwhile() }
             let audit = AuditEntry.accountChange(
-                operation.auditAction, from: current, to: after, origin: origin, verification: credentials == nil ? nil : health, at: now())
+                operation.auditAction(on: current), from: current, to: after, origin: origin, verification: credentials == nil ? nil : health,
+                at: now())
             return AccountChange(account: after, healthOfNewCredentials: health, audit: audit)
         }
+        return AccountChangeResult(before: before.withLock { $0 }, after: after)
     }
+}
+
+/// A change as it landed: the account just before it, and after it.
+public struct AccountChangeResult: Sendable {
+    public let before: UserAccount?
+    public let after: UserAccount
 }
 
 /// Why a write was refused, each a different answer to the caller.

@@ -25,18 +25,18 @@ public protocol KeyStore: Sendable {
     /// (a key replaced meanwhile keeps its own health). Returns whether it recorded.
     func recordHealth(_ health: KeyHealth, of credentials: ProviderCredentials, for user: UserID) async throws -> Bool
 
-    /// Every stored key, masked, with its health: for operators.
-    func storedKeys() async throws -> [StoredKeySummary]
+    /// The stored keys of `user` (every user's when `nil`), masked, with their health.
+    func storedKeys(of user: UserID?) async throws -> [StoredKeySummary]
 
-    /// How many stored keys have each health, by `KeyHealth.name`: for metrics, without opening a key.
-    func keyCountsByHealth() async throws -> [String: Int]
+    /// How many stored keys each provider has of each health: for metrics, without opening a key.
+    func keyCounts() async throws -> [KeyCount: Int]
 
     /// The audit trail's entries that match `query`, oldest first.
     func auditTrail(_ query: AuditQuery) async throws -> [AuditEntry]
 
-    /// Up to `limit` keys never checked or last checked before `cutoff`, the longest unchecked first,
-    /// leaving out those whose check was put off (`deferCheck`) past `now`.
-    func keysDueForCheck(checkedBefore cutoff: Date, at now: Date, limit: Int) async throws -> [(UserID, ProviderCredentials)]
+    /// Up to `limit` of `provider`'s keys never checked or last checked before `cutoff`, the longest
+    /// unchecked first, leaving out those whose check was put off (`deferCheck`) past `now`.
+    func keysDueForCheck(of provider: Provider, checkedBefore cutoff: Date, at now: Date, limit: Int) async throws -> [(UserID, ProviderCredentials)]
 
     /// Puts off the next check of `credentials` until `until`, after a check that got no answer, only if
     /// they are still the user's stored pair; the next health recorded for them clears it. Returns
@@ -63,7 +63,7 @@ public struct AccountChange: Sendable, Equatable {
 /// response. It goes up by one whenever what is stored changes meaning or gains a field, and each
 /// store's migrations say which version they bring the store to.
 public enum DataVersion {
-    public static let current = 4
+    public static let current = 5
 }
 
 /// The store cannot be reached just now (its database is down or restarting): the request may be sent
@@ -74,5 +74,23 @@ public struct StoreUnavailable: Error, CustomStringConvertible, Sendable {
 
     public init(_ description: String) {
         self.description = description
+    }
+}
+
+extension KeyStore {
+    /// Every stored key, masked, with its health: for operators.
+    public func storedKeys() async throws -> [StoredKeySummary] {
+        try await storedKeys(of: nil)
+    }
+}
+
+/// A provider and a health, which stored keys are counted by.
+public struct KeyCount: Hashable, Sendable {
+    public let provider: Provider
+    public let health: KeyHealth.Word
+
+    public init(provider: Provider, health: KeyHealth.Word) {
+        self.provider = provider
+        self.health = health
     }
 }

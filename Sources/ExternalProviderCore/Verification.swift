@@ -48,6 +48,10 @@ extension KeyOperation {
         switch self {
         case .create(let new):
             return ProviderCredentials(new.provider, new.key)
+        case .put(let new):
+            // The same pair again needs no check: only a name change, or nothing.
+            if let current = account?.keys[new.provider], current.hasSameCredentials(as: new.key) { return nil }
+            return ProviderCredentials(new.provider, new.key)
         case .update(let patch?):
             guard let current = account?.keys[patch.provider] else { return nil }
             let after = patch.applied(to: current)

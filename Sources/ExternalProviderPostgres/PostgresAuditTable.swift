@@ -38,9 +38,9 @@ enum PostgresAuditTable {
     static func append(_ entry: AuditEntry, on connection: PostgresConnection, logger: Logger) async throws {
         try await connection.query(
             """
-            INSERT INTO audit_event (at, action, user_id, fields, application, request_id, verification)
-            VALUES (\(entry.at), \(entry.action.rawValue), \(entry.user?.rawValue), \(AuditField.stored(entry.fields)), \(entry.application),
-                \(entry.requestID), \(entry.verification))
+            INSERT INTO audit_event (at, action, user_id, fields, providers, application, request_id, verification)
+            VALUES (\(entry.at), \(entry.action.rawValue), \(entry.user?.rawValue), \(AuditField.stored(entry.fields)),
+                \(AuditEntry.stored(entry.providers)), \(entry.application), \(entry.requestID), \(entry.verification))
             """, logger: logger)
     }
 
@@ -48,18 +48,19 @@ enum PostgresAuditTable {
         // A missing filter is a NULL that matches every row.
         let rows = try await client.query(
             """
-            SELECT at, action, user_id, fields, application, request_id, verification FROM audit_event
+            SELECT at, action, user_id, fields, providers, application, request_id, verification FROM audit_event
             WHERE (\(query.user?.rawValue)::text IS NULL OR user_id = \(query.user?.rawValue)::text)
                 AND (\(query.since)::timestamptz IS NULL OR at >= \(query.since)::timestamptz)
             ORDER BY id
             """, logger: logger)
         var entries: [AuditEntry] = []
-        for try await (at, action, user, fields, application, requestID, verification) in rows.decode(
-            (Date, String, String?, String, String?, String?, String?).self)
+        for try await (at, action, user, fields, providers, application, requestID, verification) in rows.decode(
+            (Date, String, String?, String, String?, String?, String?, String?).self)
         {
             guard let known = AuditAction(rawValue: action) else { throw Fault(.store, "audit_event row has an unknown action '\(action)'") }
             entries.append(AuditEntry(
                 at: at, action: known, user: user.map(UserID.init(trusted:)), fields: AuditField.parse(stored: fields),
+                providers: AuditEntry.providers(stored: providers),
                 application: application, requestID: requestID, verification: verification))
         }
         return entries
@@ -71,13 +72,14 @@ extension PostgresKeyStore {
         try await availability.classifying { [client, logger] in try await PostgresAuditTable.entries(query, on: client, logger: logger) }
     }
 
-    public func keyCountsByHealth() async throws -> [String: Int] {
+    public func keyCounts() async throws -> [KeyCount: Int] {
         try await availability.classifying { [client, logger] in
-            var counts: [String: Int] = [:]
-            for try await (health, count) in try await client.query("SELECT health, count(*) FROM provider_key GROUP BY health", logger: logger)
-                .decode((String, Int).self)
-            {
-                counts[health] = count
+            var counts: [KeyCount: Int] = [:]
+            for try await (name, word, count) in try await client.query(
+                "SELECT provider, health, count(*) FROM provider_key GROUP BY provider, health", logger: logger
+            ).decode((String, String, Int).self) {
+                guard let provider = Provider(rawValue: name), let health = KeyHealth.Word(rawValue: word) else { continue }
+                counts[KeyCount(provider: provider, health: health)] = count
             }
             return counts
         }

@@ -47,14 +47,16 @@ extension PostgresKeyStore {
         }
     }
 
-    public func storedKeys() async throws -> [StoredKeySummary] {
+    public func storedKeys(of user: UserID?) async throws -> [StoredKeySummary] {
         try await availability.classifying { [self] in
             try await client.withConnection { connection in
                 let rows = try await connection.query(
                     """
                     SELECT k.user_id, a.global_id, k.provider, k.api_key, k.api_key_name, k.organization_key, k.created_at, k.updated_at,
                         k.health, k.health_checked_at, k.health_code
-                    FROM provider_key k JOIN user_account a ON a.user_id = k.user_id ORDER BY k.user_id, k.provider
+                    FROM provider_key k JOIN user_account a ON a.user_id = k.user_id
+                    WHERE \(user?.rawValue)::text IS NULL OR k.user_id = \(user?.rawValue)::text
+                    ORDER BY k.user_id, k.provider
                     """, logger: logger)
                 var keys: [StoredKeySummary] = []
                 for try await (user, globalID, name, apiKey, apiKeyName, organization, createdAt, updatedAt, health, checkedAt, code) in rows.decode(
@@ -72,13 +74,16 @@ extension PostgresKeyStore {
         }
     }
 
-    public func keysDueForCheck(checkedBefore cutoff: Date, at now: Date, limit: Int) async throws -> [(UserID, ProviderCredentials)] {
+    public func keysDueForCheck(
+        of provider: Provider, checkedBefore cutoff: Date, at now: Date, limit: Int
+    ) async throws -> [(UserID, ProviderCredentials)] {
         try await availability.classifying { [self] in
             try await client.withConnection { connection in
                 let rows = try await connection.query(
                     """
                     SELECT user_id, provider, api_key, api_key_name, organization_key FROM provider_key
-                    WHERE (health_checked_at IS NULL OR health_checked_at < \(cutoff)) AND (recheck_after IS NULL OR recheck_after <= \(now))
+                    WHERE provider = \(provider.rawValue) AND (health_checked_at IS NULL OR health_checked_at < \(cutoff))
+                        AND (recheck_after IS NULL OR recheck_after <= \(now))
                     ORDER BY health_checked_at NULLS FIRST LIMIT \(limit)
                     """, logger: logger)
                 var due: [(UserID, ProviderCredentials)] = []

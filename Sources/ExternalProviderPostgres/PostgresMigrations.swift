@@ -63,6 +63,12 @@ enum PostgresMigrations {
                 // When a key's next check may run, after a check that got no answer; NULL: whenever it is due.
                 "ALTER TABLE provider_key ADD COLUMN recheck_after TIMESTAMPTZ",
             ]),
+        Migration(
+            version: 4, name: "the providers an audited change touched", dataVersion: 5,
+            statements: [
+                // The stored names of the providers whose key changed (`open_ai,anthropic`); NULL before.
+                "ALTER TABLE audit_event ADD COLUMN providers TEXT",
+            ]),
     ]
 
     /// Applies what is missing; returns the versions applied. Refuses a database a newer version migrated.

@@ -101,9 +101,9 @@ struct GuardedWrites: PostgresPreparedStatement {
         WITH input AS (
             SELECT * FROM unnest($1::text[], $2::uuid[], $4::bigint[], $5::text[], $6::text[], $7::timestamptz[], $8::text[], $9::text[],
                 $10::text[], $11::text[], $12::text[], $13::text[], $14::bytea[], $15::text[], $16::bytea[], $17::timestamptz[], $18::text[],
-                $19::timestamptz[], $20::text[]) WITH ORDINALITY
+                $19::timestamptz[], $20::text[], $21::text[]) WITH ORDINALITY
             AS i(user_id, global_id, expected, op, provider, audit_at, action, audit_user, fields, application, request_id, verification,
-                api_key, api_key_name, organization_key, verified_at, health, health_checked_at, health_code, position)),
+                api_key, api_key_name, organization_key, verified_at, health, health_checked_at, health_code, audit_providers, position)),
         account AS (
             INSERT INTO user_account AS a (user_id, global_id, created_at)
             SELECT user_id, global_id, $3::timestamptz FROM input ORDER BY position
@@ -135,8 +135,8 @@ struct GuardedWrites: PostgresPreparedStatement {
             SELECT user_id FROM inserted UNION ALL SELECT user_id FROM updated UNION ALL SELECT user_id FROM deleted
             UNION ALL SELECT i.user_id FROM input i JOIN account USING (user_id) WHERE i.op = 'account_only'),
         audited AS (
-            INSERT INTO audit_event (at, action, user_id, fields, application, request_id, verification)
-            SELECT i.audit_at, i.action, i.audit_user, i.fields, i.application, i.request_id, i.verification
+            INSERT INTO audit_event (at, action, user_id, fields, providers, application, request_id, verification)
+            SELECT i.audit_at, i.action, i.audit_user, i.fields, i.audit_providers, i.application, i.request_id, i.verification
             FROM input i WHERE i.action IS NOT NULL AND i.user_id IN (SELECT user_id FROM written) ORDER BY i.position)
         SELECT user_id FROM written
         """
@@ -146,7 +146,7 @@ struct GuardedWrites: PostgresPreparedStatement {
     let now: Date
 
     func makeBindings() -> PostgresBindings {
-        var bindings = PostgresBindings(capacity: 20)
+        var bindings = PostgresBindings(capacity: 21)
         bindings.append(rows.map(\.user))
         bindings.append(rows.map(\.globalID))
         bindings.append(now)
@@ -168,6 +168,7 @@ struct GuardedWrites: PostgresPreparedStatement {
         bindings.append(NullableArray(health.map { $0?.word }))
         bindings.append(NullableArray(health.map { $0?.checkedAt }))
         bindings.append(NullableArray(health.map { $0?.code }))
+        bindings.append(NullableArray(rows.map { $0.audit.map { AuditEntry.stored($0.providers) } }))
         return bindings
     }
 

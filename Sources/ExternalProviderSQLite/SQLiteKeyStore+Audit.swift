@@ -26,11 +26,11 @@ enum SQLiteAuditTable {
     /// Appends `entry` inside the caller's transaction, so it commits with the change it records or not at all.
     static func append(_ entry: AuditEntry, in db: Database) throws {
         try db.cachedStatement(sql: """
-            INSERT INTO audit_event (at, action, user, fields, application, request_id, verification) VALUES (?, ?, ?, ?, ?, ?, ?)
+            INSERT INTO audit_event (at, action, user, fields, providers, application, request_id, verification) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
             """)
             .execute(arguments: [
-                entry.at, entry.action.rawValue, entry.user?.rawValue, AuditField.stored(entry.fields), entry.application, entry.requestID,
-                entry.verification,
+                entry.at, entry.action.rawValue, entry.user?.rawValue, AuditField.stored(entry.fields), AuditEntry.stored(entry.providers),
+                entry.application, entry.requestID, entry.verification,
             ])
     }
 
@@ -47,14 +47,15 @@ enum SQLiteAuditTable {
         }
         let filter = conditions.isEmpty ? "" : "WHERE " + conditions.joined(separator: " AND ")
         return try Row.fetchAll(
-            db, sql: "SELECT at, action, user, fields, application, request_id, verification FROM audit_event \(filter) ORDER BY id",
+            db, sql: "SELECT at, action, user, fields, providers, application, request_id, verification FROM audit_event \(filter) ORDER BY id",
             arguments: arguments
         ).map { row in
             let action: String = row["action"]
             guard let known = AuditAction(rawValue: action) else { throw Fault(.store, "audit_event row has an unknown action '\(action)'") }
             return AuditEntry(
                 at: row["at"], action: known, user: (row["user"] as String?).map(UserID.init(trusted:)),
-                fields: AuditField.parse(stored: row["fields"]), application: row["application"], requestID: row["request_id"],
+                fields: AuditField.parse(stored: row["fields"]), providers: AuditEntry.providers(stored: row["providers"]),
+                application: row["application"], requestID: row["request_id"],
                 verification: row["verification"])
         }
     }
@@ -65,11 +66,12 @@ extension SQLiteKeyStore {
         try await writer.read { db in try SQLiteAuditTable.entries(query, in: db) }
     }
 
-    public func keyCountsByHealth() async throws -> [String: Int] {
+    public func keyCounts() async throws -> [KeyCount: Int] {
         try await writer.read { db in
-            var counts: [String: Int] = [:]
-            for row in try Row.fetchAll(db, sql: "SELECT health, count(*) AS n FROM provider_key GROUP BY health") {
-                counts[row["health"]] = row["n"]
+            var counts: [KeyCount: Int] = [:]
+            for row in try Row.fetchAll(db, sql: "SELECT provider, health, count(*) AS n FROM provider_key GROUP BY provider, health") {
+                guard let provider = Provider(rawValue: row["provider"]), let health = KeyHealth.Word(rawValue: row["health"]) else { continue }
+                counts[KeyCount(provider: provider, health: health)] = row["n"]
             }
             return counts
         }

@@ -38,11 +38,12 @@ extension SQLiteKeyStore {
         }
     }
 
-    public func storedKeys() async throws -> [StoredKeySummary] {
+    public func storedKeys(of user: UserID?) async throws -> [StoredKeySummary] {
         try await writer.read { [codec] db in
             let rows = try Row.fetchAll(db, sql: """
-                SELECT k.*, a.global_id FROM provider_key k JOIN user_account a ON a.user = k.user ORDER BY k.user, k.provider
-                """)
+                SELECT k.*, a.global_id FROM provider_key k JOIN user_account a ON a.user = k.user
+                WHERE ? IS NULL OR k.user = ? ORDER BY k.user, k.provider
+                """, arguments: [user?.rawValue, user?.rawValue])
             return try rows.compactMap { row in
                 let record = try ProviderKeyRecord(row: row)
                 guard let provider = Provider(rawValue: record.provider), let globalID = UUID(uuidString: row["global_id"]) else { return nil }
@@ -55,12 +56,15 @@ extension SQLiteKeyStore {
         }
     }
 
-    public func keysDueForCheck(checkedBefore cutoff: Date, at now: Date, limit: Int) async throws -> [(UserID, ProviderCredentials)] {
+    public func keysDueForCheck(
+        of provider: Provider, checkedBefore cutoff: Date, at now: Date, limit: Int
+    ) async throws -> [(UserID, ProviderCredentials)] {
         try await writer.read { [codec] db in
             let records = try ProviderKeyRecord.fetchAll(db, sql: """
-                SELECT * FROM provider_key WHERE (health_checked_at IS NULL OR health_checked_at < ?) AND (recheck_after IS NULL OR recheck_after <= ?)
+                SELECT * FROM provider_key
+                WHERE provider = ? AND (health_checked_at IS NULL OR health_checked_at < ?) AND (recheck_after IS NULL OR recheck_after <= ?)
                 ORDER BY health_checked_at IS NOT NULL, health_checked_at LIMIT ?
-                """, arguments: [cutoff, now, limit])
+                """, arguments: [provider.rawValue, cutoff, now, limit])
             return try records.compactMap { record in
                 guard let provider = Provider(rawValue: record.provider) else { return nil }
                 return (UserID(trusted: record.user), ProviderCredentials(provider, try record.key(openedWith: codec)))

@@ -81,6 +81,7 @@ public struct SQLiteKeyStore: KeyStore {
         ("v2 application scopes and bound users, key health", 2),
         ("v3 audit trail", 3),
         ("v4 deferred key checks", 4),
+        ("v5 audited providers", 5),
     ]
 
     /// The `DataVersion` the store's applied migrations brought it to.
@@ -139,6 +140,10 @@ public struct SQLiteKeyStore: KeyStore {
         migrator.registerMigration(dataVersions[3].migration) { db in
             // When a key's next check may run, after a check that got no answer; NULL: whenever it is due.
             try db.execute(sql: "ALTER TABLE provider_key ADD COLUMN recheck_after DATETIME")
+        }
+        migrator.registerMigration(dataVersions[4].migration) { db in
+            // The stored names of the providers whose key changed (`open_ai,anthropic`); NULL before.
+            try db.execute(sql: "ALTER TABLE audit_event ADD COLUMN providers TEXT")
         }
         return migrator
     }

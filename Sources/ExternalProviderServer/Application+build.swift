@@ -45,7 +45,7 @@ public func buildApplication(_ settings: Settings, logger given: Logger? = nil) 
     if !verifyKeys {
         logger.notice("key verification is off: keys are stored without checking them with their provider, and never re-checked")
     } else if recheckInterval > 0 {
-        services.append(KeyRechecker(store: store, verifier: verifier, interval: recheckInterval, logger: logger))
+        services += Provider.allCases.map { KeyRechecker(provider: $0, store: store, verifier: verifier, interval: recheckInterval, logger: logger) }
     }
     let connections = ConnectionLimit(maximum: connectionCap(maxConnections, logger: logger))
     let relayClients = RelayClients(timeout: relayTimeout, connectTimeout: verifyTimeout, maxConnections: connections.maximum)

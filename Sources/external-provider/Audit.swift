@@ -35,6 +35,7 @@ struct Audit: AsyncParsableCommand {
             let rows: [[String: Any]] = entries.map { entry in
                 var row: [String: Any] = [
                     "at": times.string(from: entry.at), "action": entry.action.rawValue, "fields": entry.fields.map(\.rawValue),
+                    "providers": entry.providers.map(\.name),
                 ]
                 row["user"] = entry.user?.rawValue
                 row["application"] = entry.application
@@ -45,11 +46,13 @@ struct Audit: AsyncParsableCommand {
             try Printing.json(rows)
             return
         }
-        Printing.row([("TIME", 25), ("ACTION", 18), ("USER", 24), ("FIELDS", 30), ("APPLICATION", 16), ("VERIFICATION", 13)], last: "REQUEST")
+        Printing.row(
+            [("TIME", 25), ("ACTION", 18), ("USER", 24), ("PROVIDERS", 12), ("FIELDS", 30), ("APPLICATION", 16), ("VERIFICATION", 13)], last: "REQUEST")
         for entry in entries {
             Printing.row(
                 [
                     (times.string(from: entry.at), 25), (entry.action.rawValue, 18), (entry.user?.rawValue ?? "-", 24),
+                    (entry.providers.isEmpty ? "-" : entry.providers.map(\.name).joined(separator: ","), 12),
                     (entry.fields.isEmpty ? "-" : AuditField.stored(entry.fields), 30), (entry.application ?? "(command line)", 16),
                     (entry.verification ?? "-", 13),
                 ], last: entry.requestID ?? "-")

@@ -48,6 +48,28 @@ struct ClientTests {
         }
     }
 
+    @Test("the keys API: put, list, change, models and remove answer the domain's types, the key masked")
+    func keysAPI() async throws {
+        try await Self.withLiveServer { live in
+            let client = live.client
+            let (stored, created) = try await client.putKey(user: "auth0|keys", provider: .openAI, apiKey: "sk-swift-client-0123456789Wxyz", name: "work")
+            #expect(created && stored.maskedAPIKey == "sk-...Wxyz" && stored.name == "work" && stored.provider == .openAI)
+            guard case .valid = stored.health else { Issue.record("a checked key is valid, not \(stored.health)"); return }
+            let (again, createdAgain) = try await client.putKey(user: "auth0|keys", provider: .openAI, apiKey: "sk-swift-client-0123456789Wxyz", name: "work")
+            #expect(!createdAgain && again.maskedAPIKey == stored.maskedAPIKey)
+            #expect(try await client.changeKey(user: "auth0|keys", provider: .openAI, name: .clear, organization: .set("org-9")).organization == "org-9")
+            let listed = try await client.keys(of: "auth0|keys")
+            #expect(listed.map(\.provider) == [.openAI] && listed.first?.name == nil)
+            #expect(try await client.models(user: "auth0|keys", provider: .openAI).map(\.id) == ["gpt-4o"])
+            try await client.removeKey(user: "auth0|keys", provider: .openAI)
+            try await client.removeKey(user: "auth0|keys", provider: .openAI)
+            #expect(try await client.keys(of: "auth0|keys").isEmpty)
+            await #expect(throws: ExternalProviderClientError.badRequest("Field 'organization' is OpenAI's only: Gemini keys have no organization.")) {
+                _ = try await client.putKey(user: "auth0|keys", provider: .gemini, apiKey: "AIza-0123456789abcdefWxyz", organization: "org-1")
+            }
+        }
+    }
+
     @Test("create, update, listModels and delete answer the domain's types, the key masked")
     func operations() async throws {
         try await Self.withLiveServer { live in

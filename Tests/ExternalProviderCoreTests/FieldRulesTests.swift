@@ -18,28 +18,28 @@ struct FieldRulesTests {
     @Test("other fields are limited to 1024 bytes")
     func fieldLength() throws {
         let limit = String(repeating: "k", count: 1024)
-        #expect(throws: Never.self) { try FieldRules.apiKeyName.check(limit) }
+        #expect(throws: Never.self) { try FieldRules.apiKeyName.named(KeyFieldNames.contract.name).check(limit) }
         #expect(throws: InvalidInput("Field 'open_AI.api_key_name' must be at most 1024 bytes.")) {
-            try FieldRules.apiKeyName.check(limit + "k")
+            try FieldRules.apiKeyName.named(KeyFieldNames.contract.name).check(limit + "k")
         }
         #expect(throws: InvalidInput("Field 'open_AI.organization_key' must be at most 1024 bytes.")) {
-            try FieldRules.organizationKey.check(limit + "k")
+            try FieldRules.organizationKey.named(KeyFieldNames.contract.organization).check(limit + "k")
         }
     }
 
     @Test("keys and organizations reject whitespace; names allow it")
     func whitespace() {
-        #expect(throws: InvalidInput("Field 'open_AI.api_key' must not contain spaces.")) { try FieldRules.apiKey.check("sk-abc def") }
-        #expect(throws: InvalidInput("Field 'open_AI.api_key' must not contain control characters.")) { try FieldRules.apiKey.check("sk-abc\n") }
-        #expect(throws: InvalidInput("Field 'open_AI.organization_key' must not contain spaces.")) { try FieldRules.organizationKey.check("org 1") }
-        #expect(throws: Never.self) { try FieldRules.apiKeyName.check("my work key") }
+        #expect(throws: InvalidInput("Field 'open_AI.api_key' must not contain spaces.")) { try FieldRules.apiKey.named(KeyFieldNames.contract.apiKey).check("sk-abc def") }
+        #expect(throws: InvalidInput("Field 'open_AI.api_key' must not contain control characters.")) { try FieldRules.apiKey.named(KeyFieldNames.contract.apiKey).check("sk-abc\n") }
+        #expect(throws: InvalidInput("Field 'open_AI.organization_key' must not contain spaces.")) { try FieldRules.organizationKey.named(KeyFieldNames.contract.organization).check("org 1") }
+        #expect(throws: Never.self) { try FieldRules.apiKeyName.named(KeyFieldNames.contract.name).check("my work key") }
     }
 
     @Test("no message quotes the value it rejects")
     func messagesNeverQuoteValues() {
         let secret = "sk-secret value-that-must-not-leak"
         do {
-            try FieldRules.apiKey.check(secret)
+            try FieldRules.apiKey.named(KeyFieldNames.contract.apiKey).check(secret)
             Issue.record("expected a rejection")
         } catch {
             #expect(!error.message.contains("secret"))

@@ -34,7 +34,7 @@ struct HandlerTests {
         let output = try await handler.externalProviderApiKeyCreate(createInput("u", apiKey: "sk-0123456789abcdefghWxyz"))
         let metadata = try output.ok.body.json.metadata
         #expect(metadata.openAI?.apiKey == "sk-...Wxyz")
-        #expect(metadata.schema == .init(migration: 4, semantic: .major0Minor0Patch1))
+        #expect(metadata.schema == .init(migration: 5, semantic: .major0Minor0Patch1))
     }
 
     @Test("a missing body is refused with 400")

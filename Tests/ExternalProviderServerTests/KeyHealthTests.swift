@@ -89,7 +89,7 @@ struct KeyHealthTests {
         let store = try await store(keys)
         let verifier = FakeVerifier(refusingKeysContaining: "revoked")
         let now = Mutex(Date(timeIntervalSince1970: 1_800_000_000))
-        let rechecker = KeyRechecker(store: store, verifier: verifier, interval: 3600, logger: logger, now: { now.withLock { $0 } })
+        let rechecker = KeyRechecker(provider: .openAI, store: store, verifier: verifier, interval: 3600, logger: logger, now: { now.withLock { $0 } })
         #expect(rechecker.tick == .seconds(2.5))
 
         #expect(await rechecker.checkDueKeys(previousPause: rechecker.tick) == KeyRechecker.catchUpPause)
@@ -107,7 +107,7 @@ struct KeyHealthTests {
         #expect(verifier.asked.count == 10)
 
         let busy = try await self.store(["b": "sk-busy-00000000000000"])
-        let limited = KeyRechecker(store: busy, verifier: verifier, interval: 3600, logger: logger)
+        let limited = KeyRechecker(provider: .openAI, store: busy, verifier: verifier, interval: 3600, logger: logger)
         #expect(await limited.checkDueKeys(previousPause: .seconds(10)) == .seconds(20))
         #expect(await limited.checkDueKeys(previousPause: .seconds(500)) == KeyRechecker.maxPause)
         #expect(try await health(busy, "b") == .unverified)

@@ -41,10 +41,10 @@ struct MetricsAndAuditTests {
             #expect(Self.sample(#"external_provider_requests_total{operation="update",status="404"}"#, in: text) == 1)
             #expect(Self.sample(#"external_provider_requests_total{operation="unmatched",status="404"}"#, in: text) == 1)
             #expect(Self.sample(#"external_provider_request_duration_seconds_count{operation="create"}"#, in: text) == 2)
-            #expect(Self.sample(#"external_provider_key_verifications_total{outcome="accepted"}"#, in: text) == 1)
-            #expect(Self.sample(#"external_provider_key_verifications_total{outcome="rejected"}"#, in: text) == 1)
-            #expect(Self.sample(#"external_provider_keys{health="valid"}"#, in: text) == 1)
-            #expect(Self.sample(#"external_provider_keys{health="unverified"}"#, in: text) == 0)
+            #expect(Self.sample(#"external_provider_key_verifications_total{provider="openai",outcome="accepted"}"#, in: text) == 1)
+            #expect(Self.sample(#"external_provider_key_verifications_total{provider="openai",outcome="rejected"}"#, in: text) == 1)
+            #expect(Self.sample(#"external_provider_keys{provider="openai",health="valid"}"#, in: text) == 1)
+            #expect(Self.sample(#"external_provider_keys{provider="openai",health="unverified"}"#, in: text) == 0)
             for private_ in ["auth0|", "metered", "sk-", server.applicationID, "tests"] {
                 #expect(!text.contains(private_), "\(private_) in /metrics")
             }

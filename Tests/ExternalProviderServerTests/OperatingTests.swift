@@ -30,11 +30,11 @@ struct SilentStore: KeyStore {
     func recordHealth(_ health: KeyHealth, of credentials: ProviderCredentials, for user: UserID) async throws -> Bool {
         try await base.recordHealth(health, of: credentials, for: user)
     }
-    func storedKeys() async throws -> [StoredKeySummary] { try await base.storedKeys() }
-    func keyCountsByHealth() async throws -> [String: Int] { try await base.keyCountsByHealth() }
+    func storedKeys(of user: UserID?) async throws -> [StoredKeySummary] { try await base.storedKeys(of: user) }
+    func keyCounts() async throws -> [KeyCount: Int] { try await base.keyCounts() }
     func auditTrail(_ query: AuditQuery) async throws -> [AuditEntry] { try await base.auditTrail(query) }
-    func keysDueForCheck(checkedBefore cutoff: Date, at now: Date, limit: Int) async throws -> [(UserID, ProviderCredentials)] {
-        try await base.keysDueForCheck(checkedBefore: cutoff, at: now, limit: limit)
+    func keysDueForCheck(of provider: Provider, checkedBefore cutoff: Date, at now: Date, limit: Int) async throws -> [(UserID, ProviderCredentials)] {
+        try await base.keysDueForCheck(of: provider, checkedBefore: cutoff, at: now, limit: limit)
     }
     func deferCheck(of credentials: ProviderCredentials, for user: UserID, until: Date) async throws -> Bool {
         try await base.deferCheck(of: credentials, for: user, until: until)

@@ -39,7 +39,7 @@ struct ServiceStopTests {
     @Test("the key re-checker")
     func rechecker() async throws {
         let store = try SQLiteKeyStore.inMemory()
-        let rechecker = KeyRechecker(store: store, verifier: FakeVerifier(), interval: 60, logger: Logger(label: "test"))
+        let rechecker = KeyRechecker(provider: .openAI, store: store, verifier: FakeVerifier(), interval: 60, logger: Logger(label: "test"))
         #expect(try await Self.stopsWhenCancelled(rechecker))
     }
 

@@ -126,14 +126,14 @@ struct AuditConformanceTests {
     func countsByHealth(kind: StoreKind) async throws {
         try await StoreUnderTest.with(kind) { place in
             try await place.open { store in
-                #expect(try await store.keyCountsByHealth().isEmpty)
+                #expect(try await store.keyCounts().isEmpty)
                 try await Self.perform(
                     .create(try NewKey(provider: .openAI, apiKey: "sk-valid-000000000000", apiKeyName: nil, organizationKey: nil)), on: store,
                     verifier: FakeVerifier())
                 _ = try await store.perform(
                     .create(try NewKey(provider: .openAI, apiKey: "sk-unknown-0000000000", apiKeyName: nil, organizationKey: nil)),
                     for: UserID(trusted: "other"))
-                #expect(try await store.keyCountsByHealth() == ["valid": 1, "unverified": 1])
+                #expect(try await store.keyCounts() == [KeyCount(provider: .openAI, health: .valid): 1, KeyCount(provider: .openAI, health: .unverified): 1])
             }
         }
     }

@@ -131,20 +131,20 @@ struct StoreConformanceTests {
                 #expect(listed.map(\.health) == [.valid(checkedAt: at), .unverified])
                 #expect(listed.first?.maskedKey == "sk-...0000" && listed.first?.organization == "org-h")
 
-                let due = try await store.keysDueForCheck(checkedBefore: at + 1, at: at, limit: 10)
+                let due = try await store.keysDueForCheck(of: .openAI, checkedBefore: at + 1, at: at, limit: 10)
                 #expect(due.map(\.0) == [other, Self.user])
-                #expect(try await store.keysDueForCheck(checkedBefore: at, at: at, limit: 10).map(\.0) == [other])
+                #expect(try await store.keysDueForCheck(of: .openAI, checkedBefore: at, at: at, limit: 10).map(\.0) == [other])
 
                 // A check put off leaves the key out until then, and only for the pair it was said of.
                 let unchecked = ProviderCredentials(provider: .openAI, apiKey: "sk-unchecked-00000000", organization: nil)
                 let replaced = ProviderCredentials(provider: .openAI, apiKey: "sk-gone-0000000000000", organization: nil)
                 #expect(try await store.deferCheck(of: replaced, for: other, until: at + 60) == false)
                 #expect(try await store.deferCheck(of: unchecked, for: other, until: at + 60))
-                #expect(try await store.keysDueForCheck(checkedBefore: at + 1, at: at, limit: 10).map(\.0) == [Self.user])
-                #expect(try await store.keysDueForCheck(checkedBefore: at + 1, at: at + 60, limit: 10).map(\.0) == [other, Self.user])
+                #expect(try await store.keysDueForCheck(of: .openAI, checkedBefore: at + 1, at: at, limit: 10).map(\.0) == [Self.user])
+                #expect(try await store.keysDueForCheck(of: .openAI, checkedBefore: at + 1, at: at + 60, limit: 10).map(\.0) == [other, Self.user])
                 // Health recorded for the pair clears the deferral.
                 #expect(try await store.recordHealth(.valid(checkedAt: at - 10), of: unchecked, for: other))
-                #expect(try await store.keysDueForCheck(checkedBefore: at + 1, at: at, limit: 10).map(\.0) == [other, Self.user])
+                #expect(try await store.keysDueForCheck(of: .openAI, checkedBefore: at + 1, at: at, limit: 10).map(\.0) == [other, Self.user])
 
                 let stale = ProviderCredentials(provider: .openAI, apiKey: "sk-replaced-000000000", organization: "org-h")
                 #expect(try await store.recordHealth(.rejected(checkedAt: at, code: "x"), of: stale, for: Self.user) == false)

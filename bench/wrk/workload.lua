@@ -83,6 +83,21 @@ function request()
     end
     return wrk.format("POST", path, chat_headers,
       '{"model":"' .. model .. '","stream":' .. stream .. ',"messages":[{"role":"user","content":"Say hello"}]}')
+  elseif workload:sub(1, 10) == "anthropic_" then
+    -- A streamed Anthropic message: straight to the stand-in (`_direct`, the credential is the key) or
+    -- through our relay's /relay/anthropic (`_relay`, the credential is an application id).
+    local via = workload:match("_(%a+)$")
+    local message_headers = { ["Content-Type"] = "application/json", ["anthropic-version"] = "2023-06-01" }
+    local path = "/v1/messages"
+    if via == "relay" then
+      path = "/relay/anthropic/v1/messages"
+      message_headers["X-Application-ID"] = credential
+      message_headers["X-User-ID"] = "bench-relay"
+    else
+      message_headers["x-api-key"] = credential
+    end
+    return wrk.format("POST", path, message_headers,
+      '{"model":"claude-haiku-4-5","max_tokens":64,"stream":true,"messages":[{"role":"user","content":"Say hello"}]}')
   elseif workload == "health" then
     return wrk.format("GET", "/health")
   elseif workload == "bao_write" or workload == "bao_write_one" then

@@ -29,9 +29,12 @@ def free_port() -> int:
 
 
 from openai_standin import StandInOpenAI
+from provider_standins import ProviderStandIns
 
 # The session's stand-in OpenAI: every server checks keys with it (verification is on, as by default).
 OPENAI = StandInOpenAI()
+# And the other providers' stand-ins, each under a path of its own on one server.
+PROVIDERS = ProviderStandIns()
 
 # Every server of the session logs at trace level here; the session ends by searching all of it for keys.
 LOG_DIR = Path(tempfile.mkdtemp(prefix="ep-e2e-logs-"))
@@ -110,7 +113,7 @@ class Server:
         self.log = open(self.log_path, "ab")
         self.process = subprocess.Popen(
             [*self.wrapper, str(BINARY), "serve", "--port", str(self.port or 0), "--data-dir", str(self.data_dir), "--log-level", "trace",
-             "--openai-base-url", OPENAI.base_url, "--verify-timeout", "2", *self.extra_args],
+             "--openai-base-url", OPENAI.base_url, *PROVIDERS.base_url_flags(), "--verify-timeout", "2", *self.extra_args],
             stdout=self.log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
@@ -184,7 +187,7 @@ class Server:
 
 # The port in the `serving` line, as text (`port=39300`) or JSON (`"port":"39300"`).
 SERVING_PORT = re.compile(r'"?\bport"?\s*[=:]\s*"?(\d+)')
-KEY_SHAPE = re.compile(r"sk-[A-Za-z0-9_-]{6,}")
+KEY_SHAPE = re.compile(r"(?:sk-|gsk_|AIza)[A-Za-z0-9_-]{6,}")
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -194,6 +197,7 @@ def no_key_in_any_log():
 
     yield
     OPENAI.close()
+    PROVIDERS.close()
     logs = {path.name: path.read_text(errors="replace") for path in LOG_DIR.glob("*.log")}
     assert logs, "no server logs were captured"
     assert any("trace" in text for text in logs.values()), "the servers did not log at trace level"

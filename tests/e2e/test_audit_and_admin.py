@@ -84,8 +84,8 @@ def test_metrics_count_the_sdk_calls_and_name_nobody(server, api):
         text = response.read().decode()
     assert sample(text, 'external_provider_requests_total{operation="create",status="200"}') == 1
     assert sample(text, 'external_provider_requests_total{operation="create",status="409"}') == 1
-    assert sample(text, 'external_provider_key_verifications_total{outcome="accepted"}') == 1
-    assert sample(text, 'external_provider_keys{health="valid"}') == 1
+    assert sample(text, 'external_provider_key_verifications_total{provider="openai",outcome="accepted"}') == 1
+    assert sample(text, 'external_provider_keys{provider="openai",health="valid"}') == 1
     assert sample(text, 'external_provider_request_duration_seconds_count{operation="create"}') == 2
     for private in ["auth0|metered", KEY, server.application_id]:
         assert private not in text
@@ -101,7 +101,7 @@ def test_metrics_time_the_relay_and_its_upstream(server):
         text = response.read().decode()
     assert sample(text, 'external_provider_requests_total{operation="relay",status="200"}') == 3
     assert sample(text, 'external_provider_request_duration_seconds_count{operation="relay"}') == 3
-    assert sample(text, 'external_provider_upstream_duration_seconds_count{operation="relay"}') == 3
+    assert sample(text, 'external_provider_upstream_duration_seconds_count{operation="relay",provider="openai"}') == 3
 
 
 @sqlite_only

@@ -86,7 +86,8 @@ def test_each_failure_is_one_line_with_its_own_exit_status(server):
     SENT_SECRETS.add("sk-proj-invalid-0123456789abcdefWxyz")
     cases = [
         (("key", "set", "--user", "auth0|refused"), "sk-proj-invalid-0123456789abcdefWxyz\n", 3, "invalid_api_key"),
-        (("key", "remove", "--user", "auth0|nobody"), "", 4, "is unknown"),
+        (("models", "--user", "auth0|nobody"), "", 4, "has no OpenAI key"),
+        (("key", "set", "--user", "auth0|x", "--provider", "cohere"), KEY + "\n", 2, "unknown provider 'cohere'"),
         (("key", "set", "--user", ""), KEY + "\n", 2, "user"),
         (("key", "set", "--user", "auth0|empty"), "\n", 2, "no key given"),
     ]

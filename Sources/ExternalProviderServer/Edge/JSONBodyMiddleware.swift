@@ -15,6 +15,7 @@ struct JSONBodyMiddleware: ServerMiddleware {
         operationID: String,
         next: @Sendable (HTTPRequest, HTTPBody?, ServerRequestMetadata) async throws -> (HTTPResponse, HTTPBody?)
     ) async throws -> (HTTPResponse, HTTPBody?) {
+        guard OperationMiddleware.policy(of: operationID)?.takesBody ?? true else { return try await next(request, body, metadata) }
         let contentType = request.headerFields[.contentType]
         if contentType == nil, Self.hasNoBody(request) {
             // Nothing was sent, so there is no wrong type to speak of: what is missing is the body.

@@ -14,6 +14,8 @@ struct OperationMiddleware: ServerMiddleware {
         /// The `operation` label of the request metrics.
         let name: String
         let scope: ApplicationScope
+        /// Whether it takes a JSON body, which `JSONBodyMiddleware` checks.
+        var takesBody = true
     }
 
     static func policy(of operationID: String) -> Policy? {
@@ -22,6 +24,11 @@ struct OperationMiddleware: ServerMiddleware {
         case Operations.ExternalProviderApiKeyUpdate.id: Policy(name: "update", scope: .keys)
         case Operations.ExternalProviderApiKeyDelete.id: Policy(name: "delete", scope: .keys)
         case Operations.OpenAIModelsList.id: Policy(name: "models", scope: .relay)
+        case Operations.ListUserKeys.id: Policy(name: "keys_list", scope: .keys, takesBody: false)
+        case Operations.PutUserKey.id: Policy(name: "key_put", scope: .keys)
+        case Operations.PatchUserKey.id: Policy(name: "key_patch", scope: .keys)
+        case Operations.DeleteUserKey.id: Policy(name: "key_delete", scope: .keys, takesBody: false)
+        case Operations.ListUserKeyModels.id: Policy(name: "key_models", scope: .keys, takesBody: false)
         default: nil
         }
     }

@@ -5,16 +5,18 @@ import Logging
 import ServiceLifecycle
 import Synchronization
 
-/// Re-verifies stored keys whose last check is older than `interval` (`--recheck-interval`), so that a
-/// key that expires or is revoked is noticed without anyone using it. At most `concurrency` checks run at
-/// once; a batch is taken every `tick`, sooner while keys are overdue, and the pause doubles (up to
-/// `maxPause`) whenever a provider answers 429.
+/// Re-verifies one provider's stored keys whose last check is older than `interval` (`--recheck-interval`),
+/// so that a key that expires or is revoked is noticed without anyone using it. Each provider has its own:
+/// at most `concurrency` checks run at once per provider; a batch is taken every `tick`, sooner while
+/// keys are overdue, and the pause doubles (up to `maxPause`) whenever the provider answers 429, which
+/// slows that provider's checks and no other's.
 ///
 /// A check that gets no answer (5xx, a timeout, a refused connection) records no health, so on its own
 /// the key would stay first in line and be checked again at once, taking every turn from the keys behind
 /// it. Instead its next check is put off in the store, by `firstDeferral`, doubled at each further
 /// failure, up to `interval`.
 struct KeyRechecker: Service {
+    let provider: Provider
     let store: any KeyStore
     let verifier: any KeyVerifier
     let interval: TimeInterval
@@ -41,7 +43,7 @@ struct KeyRechecker: Service {
         let due: [(UserID, ProviderCredentials)]
         do {
             let now = now()
-            due = try await store.keysDueForCheck(checkedBefore: now.addingTimeInterval(-interval), at: now, limit: concurrency)
+            due = try await store.keysDueForCheck(of: provider, checkedBefore: now.addingTimeInterval(-interval), at: now, limit: concurrency)
         } catch {
             logger.warning("could not read the keys due for a check", metadata: ["error.type": "\(type(of: error))", "error": "\(error)"])
             return tick

@@ -13,6 +13,7 @@ final class ServerMetrics: Sendable {
     static let requests = "external_provider_requests_total"
     static let requestDuration = "external_provider_request_duration_seconds"
     static let upstreamDuration = "external_provider_upstream_duration_seconds"
+    static let relayed = "external_provider_relayed_requests_total"
     static let verifications = "external_provider_key_verifications_total"
     static let keys = "external_provider_keys"
     static let storeErrors = "external_provider_store_errors_total"
@@ -57,13 +58,16 @@ final class ServerMetrics: Sendable {
         timer(Self.requestDuration, operation: operation).record(duration)
     }
 
-    /// How long a provider took to begin its answer to a relayed request.
-    func upstreamAnswered(after duration: Duration) {
-        timer(Self.upstreamDuration, operation: "relay").record(duration)
+    /// A relayed request that `provider` answered with `status`, beginning its answer after `duration`.
+    func relayed(to provider: Provider, status: Int, after duration: Duration) {
+        CoreMetrics.Counter(
+            label: Self.relayed, dimensions: [("provider", provider.name), ("status", String(status))], factory: factory
+        ).increment()
+        timer(Self.upstreamDuration, dimensions: [("operation", "relay"), ("provider", provider.name)]).record(duration)
     }
 
-    /// What a provider said of a key it was asked to check, on a write or a recheck.
-    func keyVerified(_ outcome: VerificationOutcome) {
+    /// What `provider` said of a key it was asked to check, on a write or a recheck.
+    func keyVerified(_ outcome: VerificationOutcome, provider: Provider) {
         let name =
             switch outcome {
             case .accepted: "accepted"
@@ -72,7 +76,8 @@ final class ServerMetrics: Sendable {
             case .rateLimited: "rate_limited"
             case .timedOut: "timed_out"
             }
-        CoreMetrics.Counter(label: Self.verifications, dimensions: [("outcome", name)], factory: factory).increment()
+        CoreMetrics.Counter(label: Self.verifications, dimensions: [("provider", provider.name), ("outcome", name)], factory: factory)
+            .increment()
     }
 
     /// A request refused, without a log line of its own, because its address is over the failed-attempt limit.
@@ -93,18 +98,25 @@ final class ServerMetrics: Sendable {
     /// The exposition, with the keys by health counted now from the store. If the store cannot count them,
     /// the gauges keep their last values and the caller's error is counted like any other store error.
     func exposition(store: any KeyStore) async throws -> String {
-        let counts = try await store.keyCountsByHealth()
-        for health in KeyHealth.Word.allCases.map(\.rawValue) {
-            CoreMetrics.Gauge(label: Self.keys, dimensions: [("health", health)], factory: factory).record(counts[health] ?? 0)
+        let counts = try await store.keyCounts()
+        for provider in Provider.allCases {
+            for health in KeyHealth.Word.allCases {
+                CoreMetrics.Gauge(label: Self.keys, dimensions: [("provider", provider.name), ("health", health.rawValue)], factory: factory)
+                    .record(counts[KeyCount(provider: provider, health: health)] ?? 0)
+            }
         }
         return registry.emitToString()
     }
 
     private func timer(_ label: String, operation: String) -> CoreMetrics.Timer {
+        timer(label, dimensions: [("operation", operation)])
+    }
+
+    private func timer(_ label: String, dimensions: [(String, String)]) -> CoreMetrics.Timer {
         durations.withLock { timers in
-            let key = label + "|" + operation
+            let key = ([label] + dimensions.map { "\($0.0)=\($0.1)" }).joined(separator: "|")
             if let timer = timers[key] { return timer }
-            let timer = CoreMetrics.Timer(label: label, dimensions: [("operation", operation)], factory: factory)
+            let timer = CoreMetrics.Timer(label: label, dimensions: dimensions, factory: factory)
             timers[key] = timer
             return timer
         }
@@ -125,7 +137,7 @@ struct CountedVerifier: KeyVerifier {
 
     func verify(_ credentials: ProviderCredentials) async -> VerificationOutcome {
         let outcome = await base.verify(credentials)
-        metrics.keyVerified(outcome)
+        metrics.keyVerified(outcome, provider: credentials.provider)
         return outcome
     }
 }

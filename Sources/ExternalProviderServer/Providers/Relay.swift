@@ -53,8 +53,8 @@ struct Relay: Sendable {
             await body.close()
             throw problem(for: error, provider: provider)
         }
-        metrics?.upstreamAnswered(after: ContinuousClock.now - started)
         let status = Int(response.status.code)
+        metrics?.relayed(to: provider, status: status, after: ContinuousClock.now - started)
         logger.debug(
             "relayed",
             metadata: [

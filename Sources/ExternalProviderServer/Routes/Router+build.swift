@@ -53,10 +53,15 @@ func buildRouter(_ parts: ServerParts) throws -> Router<AppRequestContext> {
     }
 
     if let relay = parts.relay {
-        let relayed = router.group(RouterPath("/open_ai/v1")).add(middleware: ApplicationAuthMiddleware(authenticator: parts.authenticator, scope: .relay))
-        for method in [HTTPRequest.Method.get, .post, .put, .patch, .delete] {
-            routes.add(to: relayed, prefix: "/open_ai/v1", method, "**", operation: "relay") { request, context in
-                try await relay.handle(request, context: context, to: .openAI, routeSegments: 2)
+        // `/relay/{provider}` stands for each provider's API root, so that its official SDK works with
+        // its base URL set there; `/open_ai/v1` is the PiecesOS contract's own root for OpenAI's.
+        let roots = [("/open_ai/v1", Provider.openAI)] + Provider.allCases.map { ("/relay/\($0.name)", $0) }
+        for (root, provider) in roots {
+            let relayed = router.group(RouterPath(root)).add(middleware: ApplicationAuthMiddleware(authenticator: parts.authenticator, scope: .relay))
+            for method in [HTTPRequest.Method.get, .post, .put, .patch, .delete] {
+                routes.add(to: relayed, prefix: root, method, "**", operation: "relay") { request, context in
+                    try await relay.handle(request, context: context, to: provider, routeSegments: 2)
+                }
             }
         }
     }
