@@ -10,6 +10,7 @@ import datetime
 import json
 import os
 import platform
+import re
 import shutil
 import socket
 import sqlite3
@@ -345,9 +346,17 @@ def relay_rows(binary, workdir, loads, args):
                            {"Content-Type": "application/json", "X-Application-ID": ours.credential})
         if connection.getresponse().status != 201:
             raise RuntimeError("could not store the relay's Anthropic key")
+        # An application with every limit set and none reached: the policy checks and the budget's
+        # ledger reads on every request.
+        policy_id = subprocess.run(
+            [binary, "apps", "create", "bench-policy", "--scope", "relay", "--models", "gpt-4o*", "--models", "claude-*",
+             "--providers", "openai,anthropic", "--expires", "30d", "--rpm", "1000000000", "--tokens-per-day", "1000000000000000",
+             "--tokens-per-month", "1000000000000000", "--data-dir", str(ours.data_dir)],
+            capture_output=True, text=True, check=True).stdout.strip()
         endpoints = {
             "direct": Endpoint(f"http://127.0.0.1:{upstream_port}", RELAY_KEY, nginx.pid),
             "relay": Endpoint(ours.url, ours.credential, ours.process.pid),
+            "policy": Endpoint(ours.url, policy_id, ours.process.pid),
             "nginx": Endpoint(f"http://127.0.0.1:{proxy_port}", RELAY_KEY, nginx.pid),
         }
         if litellm:
@@ -356,14 +365,18 @@ def relay_rows(binary, workdir, loads, args):
             "direct": time_to_first_event(upstream_port, "/v1/chat/completions?stream=1", {"Authorization": f"Bearer {RELAY_KEY}"}),
             "relay": time_to_first_event(ours.port, "/open_ai/v1/chat/completions?stream=1",
                                          {"X-Application-ID": ours.credential, "X-User-ID": "bench-relay"}),
+            "policy": time_to_first_event(ours.port, "/open_ai/v1/chat/completions?stream=1",
+                                          {"X-Application-ID": policy_id, "X-User-ID": "bench-relay"}),
             "nginx": time_to_first_event(proxy_port, "/open_ai/v1/chat/completions?stream=1", {}),
         }}
         if litellm:
             rows["litellm_version"] = litellm.version
-        for kind in ("chat", "stream"):
-            for via, endpoint in endpoints.items():
-                print(f"relay: {kind} {via}", file=sys.stderr)
-                rows[f"{kind}_{via}"] = measure(endpoint, f"{kind}_{via}", loads, args.seconds, args.warmup)
+        with LedgerWatch(ours.url) as ledger:
+            for kind in ("chat", "stream"):
+                for via, endpoint in endpoints.items():
+                    print(f"relay: {kind} {via}", file=sys.stderr)
+                    rows[f"{kind}_{via}"] = measure(endpoint, f"{kind}_{via}", loads, args.seconds, args.warmup)
+        rows["ledger"] = ledger.settled(binary, ours.data_dir)
         # Anthropic's streamed message on the same stand-in: its own header, its named events.
         anthropic = {"direct": Endpoint(f"http://127.0.0.1:{upstream_port}", ANTHROPIC_KEY, nginx.pid), "relay": endpoints["relay"]}
         for via, endpoint in anthropic.items():
@@ -375,6 +388,40 @@ def relay_rows(binary, workdir, loads, args):
         nginx.stop()
         if litellm:
             litellm.stop()
+
+
+class LedgerWatch:
+    """Whether the usage ledger keeps up with the relay: the longest queue seen while the relay rows run
+    (sampled from /metrics every 100 ms), and, once they end, the ledger's entries beside the requests
+    the relay counted."""
+
+    def __init__(self, url):
+        self.url, self.peak, self.stopping = url, 0, threading.Event()
+
+    def __enter__(self):
+        def sample():
+            while not self.stopping.wait(0.1):
+                self.peak = max(self.peak, self.metric("external_provider_usage_queued"))
+        self.thread = threading.Thread(target=sample, daemon=True)
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stopping.set()
+        self.thread.join()
+
+    def metric(self, name):
+        with urllib.request.urlopen(self.url + "/metrics", timeout=5) as response:
+            text = response.read().decode()
+        return sum(float(value) for value in re.findall(rf"^{name}(?:{{[^}}]*}})? (\S+)$", text, re.M))
+
+    def settled(self, binary, data_dir):
+        time.sleep(1.0)
+        relayed = self.metric("external_provider_relayed_requests_total")
+        report = json.loads(subprocess.run([binary, "usage", "--json", "--by", "app", "--data-dir", str(data_dir)],
+                                           capture_output=True, text=True, check=True).stdout)
+        return {"peak_queued": self.peak, "relayed": relayed, "entries": sum(group["requests"] for group in report["groups"]),
+                "dropped": self.metric("external_provider_usage_entries_dropped_total")}
 
 
 def start_up(binary, workdir, runs=5):
@@ -539,10 +586,29 @@ def render(report):
                 cpu = f"{mine['cpu_us_per_request']:.0f}" if "cpu_us_per_request" in mine else "–"
                 lines.append(f"| {mine['connections']} | {direct['rps']:,.0f} | {mine['rps']:,.0f} | "
                              f"{(mine['latency_us']['p50'] - direct['latency_us']['p50']) / 1000:.3f} | {mine['rps'] / openai['rps']:.2f}× | {cpu} |")
+        if "chat_policy" in relay:
+            lines += ["", "An application with every limit set (models, providers, expiry, rpm, day and month budgets; none reached) "
+                          "beside one with none, on the same relay: the policy's cost per request (target ≤ 10% more).", "",
+                      "| answer | conns | relay req/s | policy req/s | policy ÷ relay req/s | CPU µs/req relay / policy | policy ÷ relay CPU | p50 ms relay / policy |",
+                      "|---|---:|---:|---:|---:|---:|---:|---:|"]
+            for kind, label in (("chat", "plain JSON"), ("stream", "streamed, 20 events")):
+                for mine, limited in zip(relay[f"{kind}_relay"], relay[f"{kind}_policy"]):
+                    cpu_ratio = (f"{limited['cpu_us_per_request'] / mine['cpu_us_per_request']:.2f}×"
+                                 if mine.get("cpu_us_per_request") and limited.get("cpu_us_per_request") else "–")
+                    lines.append(
+                        f"| {label} | {mine['connections']} | {mine['rps']:,.0f} | {limited['rps']:,.0f} | {limited['rps'] / mine['rps']:.2f}× | "
+                        f"{mine.get('cpu_us_per_request', 0):.0f} / {limited.get('cpu_us_per_request', 0):.0f} | {cpu_ratio} | "
+                        f"{fmt_ms(mine['latency_us']['p50'])} / {fmt_ms(limited['latency_us']['p50'])} |")
+        if "ledger" in relay:
+            ledger = relay["ledger"]
+            lines += ["", f"The usage ledger kept up: {ledger['entries']:,.0f} entries for {ledger['relayed']:,.0f} requests the relay "
+                          f"counted, a second after the last row; at most {ledger['peak_queued']:,.0f} entries waited at once "
+                          f"(sampled every 100 ms); {ledger['dropped']:,.0f} dropped."]
     if "relay" in report and "time_to_first_event" in report["relay"]:
         first = report["relay"]["time_to_first_event"]
         lines += ["", "Time to the first event of a streamed completion, one request at a time (500 after 50 warm-up): "
-                  + "; ".join(f"{via} p50 {first[via]['p50_ms']:.3f} ms, p99 {first[via]['p99_ms']:.3f} ms" for via in ("direct", "relay", "nginx"))
+                  + "; ".join(f"{via} p50 {first[via]['p50_ms']:.3f} ms, p99 {first[via]['p99_ms']:.3f} ms"
+                              for via in ("direct", "relay", "policy", "nginx") if via in first)
                   + f"; relay adds {first['relay']['p50_ms'] - first['direct']['p50_ms']:.3f} ms at p50 (target ≤ 1 ms)."]
     if "memory_bursts" in report:
         bursts = report["memory_bursts"]

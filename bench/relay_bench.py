@@ -19,7 +19,10 @@ COMPLETION = json.dumps({
     "usage": {"prompt_tokens": 9, "completion_tokens": 2, "total_tokens": 11}})
 CHUNK = {"id": "chatcmpl-bench", "object": "chat.completion.chunk", "created": 1715367049, "model": "gpt-4o-mini",
          "choices": [{"index": 0, "delta": {"content": "word "}, "finish_reason": None}]}
-STREAM = "".join(f"data: {json.dumps(CHUNK)}\\n\\n" for _ in range(20)) + "data: [DONE]\\n\\n"
+# The usage chunk OpenAI ends a stream with when the request asks for it, as every streamed row does.
+USAGE_CHUNK = {"id": "chatcmpl-bench", "object": "chat.completion.chunk", "created": 1715367049, "model": "gpt-4o-mini", "choices": [],
+               "usage": {"prompt_tokens": 9, "completion_tokens": 20, "total_tokens": 29}}
+STREAM = "".join(f"data: {json.dumps(CHUNK)}\\n\\n" for _ in range(20)) + f"data: {json.dumps(USAGE_CHUNK)}\\n\\n" + "data: [DONE]\\n\\n"
 ANTHROPIC_KEY = "sk-ant-bench-relay-0123456789abcdWxyz"
 # Anthropic's stream of a short message, as its documentation shows it: named events, 20 text deltas.
 _ANTHROPIC_EVENTS = (
@@ -151,7 +154,8 @@ def time_to_first_event(port, path, headers, requests=500):
     import statistics
     from http.client import HTTPConnection
 
-    body = json.dumps({"model": "gpt-4o-mini", "stream": True, "messages": [{"role": "user", "content": "Say hello"}]})
+    body = json.dumps({"model": "gpt-4o-mini", "stream": True, "stream_options": {"include_usage": True},
+                       "messages": [{"role": "user", "content": "Say hello"}]})
     connection = HTTPConnection("127.0.0.1", port, timeout=30)
     samples = []
     for index in range(requests + 50):

@@ -64,6 +64,7 @@ public enum AuditAction: String, Sendable, CaseIterable {
     case rotateMasterKey = "rotate-master-key"
     case appsCreate = "apps-create"
     case appsRevoke = "apps-revoke"
+    case appsUpdate = "apps-update"
 }
 
 /// The name of a changed field. The raw values are stored: written out, never renamed.
@@ -75,6 +76,13 @@ public enum AuditField: String, Sendable, CaseIterable, Comparable {
     case scopes
     /// The user an application is bound to, for `apps-create`.
     case boundUser = "bound_user"
+    /// An application's limits, for `apps-create` and `apps-update`.
+    case models
+    case providers
+    case expiresAt = "expires_at"
+    case requestsPerMinute = "rpm"
+    case tokensPerDay = "tokens_per_day"
+    case tokensPerMonth = "tokens_per_month"
 
     public static func < (left: AuditField, right: AuditField) -> Bool { left.rawValue < right.rawValue }
 
@@ -134,8 +142,10 @@ extension AuditEntry {
     /// The entry for a change to the store itself, made from the command line: an application made
     /// (`application` is its name; its scopes are set, and the user it is bound to, if any, is the entry's
     /// user) or revoked, or the master key rotated.
-    public static func storeChange(_ action: AuditAction, application: String?, boundUser: String? = nil, at: Date = Date()) -> AuditEntry {
-        let fields: [AuditField] = action == .appsCreate ? (boundUser == nil ? [.scopes] : [.boundUser, .scopes]) : []
+    public static func storeChange(
+        _ action: AuditAction, application: String?, boundUser: String? = nil, fields changed: [AuditField] = [], at: Date = Date()
+    ) -> AuditEntry {
+        let fields: [AuditField] = ((action == .appsCreate ? (boundUser == nil ? [.scopes] : [.boundUser, .scopes]) : []) + changed).sorted()
         return AuditEntry(
             at: at, action: action, user: boundUser.map(UserID.init(trusted:)), fields: fields, application: application, requestID: nil,
             verification: nil)

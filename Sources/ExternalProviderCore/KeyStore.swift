@@ -63,7 +63,7 @@ public struct AccountChange: Sendable, Equatable {
 /// response. It goes up by one whenever what is stored changes meaning or gains a field, and each
 /// store's migrations say which version they bring the store to.
 public enum DataVersion {
-    public static let current = 5
+    public static let current = 6
 }
 
 /// The store cannot be reached just now (its database is down or restarting): the request may be sent

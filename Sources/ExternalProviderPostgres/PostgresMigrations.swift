@@ -69,6 +69,9 @@ enum PostgresMigrations {
                 // The stored names of the providers whose key changed (`open_ai,anthropic`); NULL before.
                 "ALTER TABLE audit_event ADD COLUMN providers TEXT",
             ]),
+        Migration(
+            version: 5, name: "application policies, usage ledger", dataVersion: 6,
+            statements: PostgresKeyStore.policyAndUsageMigration),
     ]
 
     /// Applies what is missing; returns the versions applied. Refuses a database a newer version migrated.

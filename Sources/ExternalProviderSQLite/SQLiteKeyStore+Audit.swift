@@ -35,20 +35,12 @@ enum SQLiteAuditTable {
     }
 
     static func entries(_ query: AuditQuery, in db: Database) throws -> [AuditEntry] {
-        var conditions: [String] = []
-        var arguments: StatementArguments = []
-        if let user = query.user {
-            conditions.append("user = ?")
-            arguments += [user.rawValue]
-        }
-        if let since = query.since {
-            conditions.append("at >= ?")
-            arguments += [since]
-        }
-        let filter = conditions.isEmpty ? "" : "WHERE " + conditions.joined(separator: " AND ")
+        var filter = SQLiteFilter()
+        filter.add("user = ?", query.user?.rawValue)
+        filter.add("at >= ?", query.since)
         return try Row.fetchAll(
-            db, sql: "SELECT at, action, user, fields, providers, application, request_id, verification FROM audit_event \(filter) ORDER BY id",
-            arguments: arguments
+            db, sql: "SELECT at, action, user, fields, providers, application, request_id, verification FROM audit_event \(filter.clause) ORDER BY id",
+            arguments: filter.arguments
         ).map { row in
             let action: String = row["action"]
             guard let known = AuditAction(rawValue: action) else { throw Fault(.store, "audit_event row has an unknown action '\(action)'") }

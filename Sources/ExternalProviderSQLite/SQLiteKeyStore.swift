@@ -82,6 +82,7 @@ public struct SQLiteKeyStore: KeyStore {
         ("v3 audit trail", 3),
         ("v4 deferred key checks", 4),
         ("v5 audited providers", 5),
+        ("v6 application policies, usage ledger", 6),
     ]
 
     /// The `DataVersion` the store's applied migrations brought it to.
@@ -144,6 +145,13 @@ public struct SQLiteKeyStore: KeyStore {
         migrator.registerMigration(dataVersions[4].migration) { db in
             // The stored names of the providers whose key changed (`open_ai,anthropic`); NULL before.
             try db.execute(sql: "ALTER TABLE audit_event ADD COLUMN providers TEXT")
+        }
+        migrator.registerMigration(dataVersions[5].migration) { db in
+            // An application's limits as a virtual key (`PolicyColumns`); NULL: no limit.
+            for column in ["models TEXT", "providers TEXT", "expires_at DATETIME", "rpm INTEGER", "tokens_per_day INTEGER", "tokens_per_month INTEGER"] {
+                try db.execute(sql: "ALTER TABLE application ADD COLUMN \(column)")
+            }
+            for statement in Self.usageMigration { try db.execute(sql: statement) }
         }
         return migrator
     }

@@ -83,6 +83,13 @@ struct ApplicationRecord: Codable, FetchableRecord, PersistableRecord {
     /// `ApplicationScope.stored`, e.g. `keys,relay`.
     var scopes: String
     var boundUser: String?
+    /// The policy's columns, as `PolicyColumns` writes them.
+    var models: String?
+    var providers: String?
+    var expiresAt: Date?
+    var requestsPerMinute: Int?
+    var tokensPerDay: Int?
+    var tokensPerMonth: Int?
 
     enum CodingKeys: String, CodingKey {
         case name
@@ -91,6 +98,28 @@ struct ApplicationRecord: Codable, FetchableRecord, PersistableRecord {
         case revokedAt = "revoked_at"
         case scopes
         case boundUser = "bound_user"
+        case models
+        case providers
+        case expiresAt = "expires_at"
+        case requestsPerMinute = "rpm"
+        case tokensPerDay = "tokens_per_day"
+        case tokensPerMonth = "tokens_per_month"
+    }
+
+    var policyColumns: PolicyColumns {
+        get {
+            PolicyColumns(
+                models: models, providers: providers, expiresAt: expiresAt, requestsPerMinute: requestsPerMinute, tokensPerDay: tokensPerDay,
+                tokensPerMonth: tokensPerMonth)
+        }
+        set {
+            models = newValue.models
+            providers = newValue.providers
+            expiresAt = newValue.expiresAt
+            requestsPerMinute = newValue.requestsPerMinute
+            tokensPerDay = newValue.tokensPerDay
+            tokensPerMonth = newValue.tokensPerMonth
+        }
     }
 
     enum Columns {

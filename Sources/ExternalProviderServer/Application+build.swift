@@ -22,6 +22,8 @@ public func buildApplication(_ settings: Settings, logger given: Logger? = nil) 
     let relayMaxBody = try settings.value(ServeSettings.relayMaxBody)
     let requestTimeout = TimeAmount(seconds: try settings.value(ServeSettings.requestTimeout))
     let maxConnections = try settings.value(ServeSettings.maxConnections)
+    let usageRetention = try settings.value(ServeSettings.usageRetention)
+    let usageQueue = try settings.value(ServeSettings.usageQueue)
     var baseURLs: [Provider: String] = [:]
     for (provider, setting) in ServeSettings.baseURLs { baseURLs[provider] = try settings.value(setting) }
     let roots = ProviderRoots(baseURLs: baseURLs)
@@ -50,9 +52,16 @@ public func buildApplication(_ settings: Settings, logger given: Logger? = nil) 
     let connections = ConnectionLimit(maximum: connectionCap(maxConnections, logger: logger))
     let relayClients = RelayClients(timeout: relayTimeout, connectTimeout: verifyTimeout, maxConnections: connections.maximum)
     services += relayClients.all.map(HTTPClientService.init)
+    // The ledger's writer stops after the server, so that the answers still streaming at shutdown are recorded.
+    let recorder = UsageRecorder(ledger: store, capacity: usageQueue, metrics: metrics, logger: logger)
+    // Weakly: the recorder holds the metrics, and a cycle would keep the store open past the end, leaving
+    // SQLite's WAL behind.
+    metrics?.observeUsageQueue { [weak recorder] in recorder?.queued ?? 0 }
+    let rate = RequestRate()
+    services += [recorder, UsageHousekeeping(ledger: store, retention: usageRetention, rate: rate, logger: logger)] as [any Service]
     let relay = Relay(
-        store: store, clients: relayClients, roots: roots, maxBodyBytes: relayMaxBody, timeout: relayTimeout, health: health, logger: logger,
-        metrics: metrics)
+        store: store, clients: relayClients, roots: roots, maxBodyBytes: relayMaxBody, timeout: relayTimeout, health: health,
+        gate: PolicyGate(recorder: recorder, rate: rate, metrics: metrics), largeBodies: LargeBodySlots(), logger: logger, metrics: metrics)
     let limiter = FailedAttemptLimiter()
     services.append(RefusalSummary(limiter: limiter, logger: logger))
     let parts = ServerParts(

@@ -210,10 +210,7 @@ public struct Settings: Sendable {
 
     /// `90`, `90s`, `30m`, `24h` or `2d`, in seconds.
     public static func duration(_ text: String) -> Double? {
-        let units: [Character: Double] = ["s": 1, "m": 60, "h": 3600, "d": 86400]
-        guard let last = text.last else { return nil }
-        if let unit = units[last] { return Double(text.dropLast()).map { $0 * unit } }
-        return Double(text)
+        TimeText.duration(text)
     }
 
     /// The help of `settings`, one per paragraph, for a command's discussion.

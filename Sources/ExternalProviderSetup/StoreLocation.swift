@@ -52,7 +52,7 @@ public struct StoreLocation: Sendable {
     /// Runs `body` with the store, for a command that runs and ends (`apps`, `keys`, `migrate`). Migrates a
     /// PostgreSQL database only when `migrate` is set; otherwise one at another data version is refused.
     public func withStore<Result: Sendable>(
-        migrate: Bool, logger: Logger, _ body: @Sendable (any KeyStore & ApplicationRegistry) async throws -> Result
+        migrate: Bool, logger: Logger, _ body: @Sendable (any ServingStore) async throws -> Result
     ) async throws -> Result {
         switch place {
         case .dataDirectory(let path):
@@ -97,7 +97,7 @@ public struct StoreLocation: Sendable {
 
     /// The store `serve` uses, the services it needs running, and what must happen before the first request.
     public struct Serving: Sendable {
-        public let store: any KeyStore & ApplicationRegistry
+        public let store: any ServingStore
         public let services: [any Service]
         /// Migrations and checks that need the services running.
         public let prepare: @Sendable () async throws -> Void

@@ -8,19 +8,23 @@ import Logging
 struct Apps: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Manage the applications allowed to call the API (the X-Application-ID header).",
-        subcommands: [Create.self, List.self, Revoke.self]
+        subcommands: [Create.self, Update.self, List.self, Revoke.self]
     )
 
     struct Create: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Register an application and print its new id. The id is shown only this once.")
+        static let configuration = CommandConfiguration(
+            abstract: "Register an application and print its new id. The id is shown only this once.",
+            discussion: "An application is a virtual key: its limits (models, providers, expiry, requests a minute, tokens a day or month) hold on every relayed request, for every provider. None given: no limit.")
 
         @Argument(help: "1 to 64 letters, digits, '.', '_' or '-'.") var name: String
 
-        @Option(name: CommandOption.scope.long, help: ArgumentHelp("keys (the key operations) or relay (the relay and the model list); repeatable. Default: relay for an application bound with \(CommandOption.user.flag), keys otherwise."))
+        @Option(name: CommandOption.scope.long, help: ArgumentHelp("keys (the key operations), relay (the relay and the model list) or admin (the usage ledger, GET /v1/usage); repeatable. Default: relay for an application bound with \(CommandOption.user.flag), keys otherwise."))
         var scopes: [String] = []
 
         @Option(name: CommandOption.user.long, help: "Bind the application to this user: it may use and change this user's keys, and no other's.")
         var user: String?
+
+        @OptionGroup(title: "Limits") var limits: PolicyOptions
 
         @OptionGroup var store: StoreOptions
 
@@ -28,7 +32,7 @@ struct Apps: AsyncParsableCommand {
             var chosen = Set<ApplicationScope>()
             for name in scopes {
                 guard let scope = ApplicationScope(rawValue: name) else {
-                    fail("unknown scope '\(name)'; use keys or relay")
+                    fail("unknown scope '\(name)'; use keys, relay or admin")
                 }
                 chosen.insert(scope)
             }
@@ -39,11 +43,16 @@ struct Apps: AsyncParsableCommand {
                     fail("\(CommandOption.user.flag): \(error.message)")
                 }
             }
+            let policy: ApplicationPolicy
+            do {
+                policy = try limits.applied(to: .unlimited)
+            } catch {
+                fail(error.message)
+            }
             let (name, user, scopes) = (name, user, chosen.isEmpty ? ApplicationScope.defaults(boundUser: user) : chosen)
             let id = await withStore(store) { registry in
                 do {
-                    return try await registry.registerApplication(
-                        named: name, scopes: scopes, boundUser: user)
+                    return try await registry.registerApplication(named: name, scopes: scopes, boundUser: user, policy: policy)
                 } catch let error as ApplicationError {
                     fail(error.description)
                 }
@@ -52,8 +61,42 @@ struct Apps: AsyncParsableCommand {
         }
     }
 
+    struct Update: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Change an application's limits; the ones not given stay as they are. Every instance applies the change within a second.")
+
+        @Argument var name: String
+
+        @OptionGroup(title: "Limits") var limits: PolicyOptions
+
+        @Option(name: .customLong("clear"), help: ArgumentHelp("A limit to lift: \(PolicyLimitName.allCases.map(\.rawValue).joined(separator: ", ")); repeatable."))
+        var cleared: [PolicyLimitName] = []
+
+        @OptionGroup var store: StoreOptions
+
+        func run() async throws {
+            guard limits.givesAny || !cleared.isEmpty else { fail("give a limit to change, or --clear one") }
+            let now = Date()
+            do {
+                _ = try limits.applied(to: .unlimited, now: now)
+            } catch {
+                fail(error.message)
+            }
+            let (name, limits, cleared) = (name, limits, cleared)
+            let updated = await withStore(store) { registry in
+                try await registry.updateApplication(named: name) { policy in
+                    // Checked above, with the same clock.
+                    let given = (try? limits.applied(to: policy, now: now)) ?? policy
+                    return cleared.reduce(given) { policy, limit in limit.lifted(from: policy) }
+                }
+            }
+            guard let updated else { fail("there is no active application named '\(name)'") }
+            print("\(name): \(updated.summary)")
+        }
+    }
+
     struct List: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "List applications: names, dates, scopes, bound user and status, never ids.")
+        static let configuration = CommandConfiguration(abstract: "List applications: names, dates, scopes, bound user, status and limits, never ids.")
 
         @OptionGroup var store: StoreOptions
 
@@ -67,6 +110,7 @@ struct Apps: AsyncParsableCommand {
                 let scopes = application.scopes.sorted().map(\.rawValue).joined(separator: ",")
                 print(column(application.name, 24) + column(dates.string(from: application.createdAt), 22) + column(scopes, 12)
                     + column(application.boundUser ?? "(any)", 24) + status)
+                if application.policy != .unlimited { print("    limits: \(application.policy.summary)") }
             }
         }
     }

@@ -25,7 +25,7 @@ struct Audit: AsyncParsableCommand {
             }
         }
         if let since {
-            guard let date = Self.parseTime(since) else { fail("\(CommandOption.since.flag): '\(since)' is not a date (2026-11-30) or a time (2026-11-30T10:00:00Z)") }
+            guard let date = TimeText.date(since) else { fail("\(CommandOption.since.flag): '\(since)' is not a date (2026-11-30) or a time (2026-11-30T10:00:00Z)") }
             query.since = date
         }
         let entries = await withStore(store) { [query] in try await $0.auditTrail(query) }
@@ -57,18 +57,5 @@ struct Audit: AsyncParsableCommand {
                     (entry.verification ?? "-", 13),
                 ], last: entry.requestID ?? "-")
         }
-    }
-
-    /// A day (UTC midnight) or an ISO 8601 time with a zone, with or without fractions of a second.
-    static func parseTime(_ text: String) -> Date? {
-        let formats: [ISO8601DateFormatter.Options] = [
-            [.withInternetDateTime, .withFractionalSeconds], [.withInternetDateTime], [.withFullDate],
-        ]
-        for options in formats {
-            let parser = ISO8601DateFormatter()
-            parser.formatOptions = options
-            if let date = parser.date(from: text) { return date }
-        }
-        return nil
     }
 }

@@ -30,7 +30,7 @@ struct ExternalProviderCommand: AsyncParsableCommand {
         commandName: "external-provider",
         abstract: "Keeps people's API keys for AI providers and serves the PiecesOS ExternalProvider API.",
         version: "external-provider \(version) (commit \(buildCommit))",
-        subcommands: [Serve.self, Apps.self, Keys.self, Audit.self, Key.self, Models.self, RotateMasterKey.self, Migrate.self]
+        subcommands: [Serve.self, Apps.self, Keys.self, Usage.self, Audit.self, Key.self, Models.self, RotateMasterKey.self, Migrate.self]
     )
 }
 
@@ -74,7 +74,7 @@ let commandLogger: Logger = {
 
 /// Runs `body` with the store the options name, opened as `serve` opens it; any failure ends the command.
 func withStore<Result: Sendable>(
-    _ options: StoreOptions, _ body: @escaping @Sendable (any KeyStore & ApplicationRegistry) async throws -> Result
+    _ options: StoreOptions, _ body: @escaping @Sendable (any ServingStore) async throws -> Result
 ) async -> Result {
     do {
         return try await options.location().withStore(migrate: false, logger: commandLogger, body)

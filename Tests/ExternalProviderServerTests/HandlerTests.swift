@@ -22,7 +22,8 @@ struct HandlerTests {
     init() throws {
         let store = try SQLiteKeyStore.inMemory()
         handler = APIHandler(
-            keys: KeyService(store: store, verifier: nil), models: NoProvider(), health: KeyHealthReporter(store: store, logger: Logger(label: "test")))
+            keys: KeyService(store: store, verifier: nil), models: NoProvider(), health: KeyHealthReporter(store: store, logger: Logger(label: "test")),
+            ledger: store)
     }
 
     func createInput(_ user: String, apiKey: String?) -> Operations.ExternalProviderApiKeyCreate.Input {
@@ -34,7 +35,7 @@ struct HandlerTests {
         let output = try await handler.externalProviderApiKeyCreate(createInput("u", apiKey: "sk-0123456789abcdefghWxyz"))
         let metadata = try output.ok.body.json.metadata
         #expect(metadata.openAI?.apiKey == "sk-...Wxyz")
-        #expect(metadata.schema == .init(migration: 5, semantic: .major0Minor0Patch1))
+        #expect(metadata.schema == .init(migration: 6, semantic: .major0Minor0Patch1))
     }
 
     @Test("a missing body is refused with 400")

@@ -4,7 +4,7 @@ struct WireSchema: Codable, Equatable {
     var migration: Int
     var semantic: String
 
-    static let current = WireSchema(migration: 5, semantic: "MAJOR_0_MINOR_0_PATCH_1")
+    static let current = WireSchema(migration: 6, semantic: "MAJOR_0_MINOR_0_PATCH_1")
 }
 
 struct WireOpenAI: Codable, Equatable {

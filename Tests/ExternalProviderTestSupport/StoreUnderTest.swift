@@ -20,7 +20,7 @@ public enum StoreKind: String, CaseIterable, Sendable {
 
 }
 
-public typealias FullStore = KeyStore & ApplicationRegistry
+public typealias FullStore = ServingStore
 
 /// A new, empty store of one kind for one test, which `reopen` opens again as a second process would:
 /// a new SQLite store on the same file, or a new client on the same PostgreSQL database.

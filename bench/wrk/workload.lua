@@ -64,7 +64,9 @@ function request()
     return json_post("/external_provider/api_key/update", '{"user":')
   elseif workload:sub(1, 5) == "chat_" or workload:sub(1, 7) == "stream_" then
     -- A small chat completion: straight to the stand-in upstream (`_direct`, the credential is the key),
-    -- through our relay (`_relay`, the credential is an application id) or through nginx (`_nginx`).
+    -- through our relay (`_relay`, the credential is an application id; `_policy`, an application with
+    -- every limit set, none reached) or through nginx (`_nginx`). Streams ask for their usage, as an
+    -- application with a token budget must.
     local via = workload:match("_(%a+)$")
     local path = (via == "direct" or via == "litellm") and "/v1/chat/completions" or "/open_ai/v1/chat/completions"
     local stream = workload:sub(1, 7) == "stream_" and "true" or "false"
@@ -75,14 +77,15 @@ function request()
       if via == "litellm" then model = "gpt-4o-mini-stream" else path = path .. "?stream=1" end
     end
     local chat_headers = { ["Content-Type"] = "application/json" }
-    if via == "relay" then
+    if via == "relay" or via == "policy" then
       chat_headers["X-Application-ID"] = credential
       chat_headers["X-User-ID"] = "bench-relay"
     else
       chat_headers["Authorization"] = "Bearer " .. credential
     end
+    local usage = stream == "true" and ',"stream_options":{"include_usage":true}' or ""
     return wrk.format("POST", path, chat_headers,
-      '{"model":"' .. model .. '","stream":' .. stream .. ',"messages":[{"role":"user","content":"Say hello"}]}')
+      '{"model":"' .. model .. '","stream":' .. stream .. usage .. ',"messages":[{"role":"user","content":"Say hello"}]}')
   elseif workload:sub(1, 10) == "anthropic_" then
     -- A streamed Anthropic message: straight to the stand-in (`_direct`, the credential is the key) or
     -- through our relay's /relay/anthropic (`_relay`, the credential is an application id).

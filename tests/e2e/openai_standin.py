@@ -18,10 +18,20 @@ REDIRECT_TARGET = "/elsewhere"
 MODELS = ["gpt-4o", "gpt-4o-mini-2024-07-18", "gpt-3.5-turbo", "o3", "text-embedding-3-small", "whisper-1", "dall-e-3"]
 
 
+# The usage every completion reports: (input, output, cached), cached being part of input as OpenAI counts.
+USAGE = (23, 8, 5)
+
+
+def usage():
+    prompt, completion_tokens, cached = USAGE
+    return {"prompt_tokens": prompt, "completion_tokens": completion_tokens, "total_tokens": prompt + completion_tokens,
+            "prompt_tokens_details": {"cached_tokens": cached}, "completion_tokens_details": {"reasoning_tokens": 0}}
+
+
 def completion(request, text):
     return {"id": "chatcmpl-standin", "object": "chat.completion", "created": 1715367049, "model": request.get("model", "gpt-4o"),
             "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
-            "usage": {"prompt_tokens": 1, "completion_tokens": 4, "total_tokens": 5}}
+            "usage": usage()}
 
 
 class StandInOpenAI:
@@ -129,6 +139,9 @@ class StandInOpenAI:
                     request = json.loads(body)
                     if request.get("model") == "slow-model":
                         time.sleep(3)
+                    if "stream_options" in request and not request.get("stream"):
+                        return self.reply(400, {"error": {"message": "The 'stream_options' parameter is only allowed when 'stream' is enabled.",
+                                                          "type": "invalid_request_error", "param": "stream_options", "code": None}})
                     if request.get("stream"):
                         return self.stream_completion(request)
                     return self.reply(200, completion(request, "Hello from the stand-in."))
@@ -156,6 +169,10 @@ class StandInOpenAI:
                         self.wfile.flush()
                         stream["sent"].append(time.monotonic())
                         time.sleep(0.1)
+                    if (request.get("stream_options") or {}).get("include_usage"):
+                        chunk = {"id": "chatcmpl-standin", "object": "chat.completion.chunk", "created": 1715367049,
+                                 "model": request.get("model", "gpt-4o"), "choices": [], "usage": usage()}
+                        self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
                     self.wfile.write(b"data: [DONE]\n\n")
                     self.wfile.flush()
                 except (BrokenPipeError, ConnectionResetError):

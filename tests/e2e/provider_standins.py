@@ -177,8 +177,12 @@ class ProviderStandIns:
                             {"index": 0, "message": {"role": "assistant", "content": f"Hello from the {provider} stand-in."}, "finish_reason": "stop"}]))
                     chunks = [dict(base, object="chat.completion.chunk", choices=[{"index": 0, "delta": {"content": word}, "finish_reason": None}])
                               for word in ["Hello ", "from ", "the ", "stand-in."]]
-                    if (request.get("stream_options") or {}).get("include_usage"):
-                        chunks.append(dict(base, object="chat.completion.chunk", choices=[], usage=usage))
+                    # Unasked, Mistral's last chunk carries the usage, and Groq's has it under `x_groq`.
+                    chunks[-1]["choices"][0]["finish_reason"] = "stop"
+                    if provider == "mistral":
+                        chunks[-1]["usage"] = usage
+                    else:
+                        chunks[-1]["x_groq"] = {"id": "req_standin", "usage": usage}
                     return self.stream([f"data: {json.dumps(chunk)}\n\n" for chunk in chunks] + ["data: [DONE]\n\n"])
                 self.reply(404, {"error": {"message": f"Unknown request URL: {path}", "type": "invalid_request_error", "code": "unknown_url"}})
 

@@ -347,4 +347,4 @@ def test_a_revoked_id_is_refused_within_a_second_of_the_revocation(server):
 def test_migrate_takes_the_store_options_every_command_takes(server, workdir):
     result = server.cli("migrate", check=False)
     assert result.returncode == 0, result.stderr
-    assert "data version 5" in result.stdout
+    assert "data version 6" in result.stdout

@@ -13,7 +13,7 @@ KEY = "sk-proj-e2e-0123456789abcdefWxyz"
 
 
 def assert_schema(schema):
-    assert schema.migration == 5
+    assert schema.migration == 6
     assert schema.semantic == EmbeddedModelSchemaSemanticVersionEnum.MAJOR_0_MINOR_0_PATCH_1
 
 

@@ -201,7 +201,7 @@ def test_instances_that_start_together_migrate_once_and_agree_on_the_master_key(
                 server.wait_until_healthy()
             applied = subprocess.run(["psql", database, "-At", "-c", "SELECT version, data_version FROM external_provider_migration"],
                                      capture_output=True, text=True, check=True).stdout.split()
-            assert applied == ["1|2", "2|3", "3|4", "4|5"]
+            assert applied == ["1|2", "2|3", "3|4", "4|5", "5|6"]
             assert sum("migrated the database" in server.log_since_launch() for server in servers) == 1
             recorded = subprocess.run(["psql", database, "-At", "-c", "SELECT count(*) FROM store_meta WHERE name = 'master_key_id'"],
                                       capture_output=True, text=True, check=True).stdout.strip()
@@ -218,9 +218,9 @@ def test_no_migrate_refuses_an_outdated_database_until_migrate(workdir):
     key_file.chmod(0o600)
     store = ["--database-url", database, "--master-key-file", str(key_file)]
     line = serve_refused(workdir, *store, "--no-migrate")
-    assert "the database is at data version 0, not 5" in line and "external-provider migrate" in line
+    assert "the database is at data version 0, not 6" in line and "external-provider migrate" in line
     migrated = subprocess.run([str(BINARY), "migrate", "--database-url", database], capture_output=True, text=True, check=True)
-    assert "applied migration(s) 1, 2, 3, 4" in migrated.stdout
+    assert "applied migration(s) 1, 2, 3, 4, 5" in migrated.stdout
     again = subprocess.run([str(BINARY), "migrate", "--database-url", database], capture_output=True, text=True, check=True)
     assert "up to date" in again.stdout
     server = Server(workdir / "data", extra_args=["--no-migrate", "--master-key-file", str(key_file)], database_url=database)

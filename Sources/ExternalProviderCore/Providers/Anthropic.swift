@@ -23,5 +23,6 @@ extension ProviderProfile {
             let error = ProviderJSON.object(body)?["error"] as? [String: Any]
             return ProviderJSON.code(error?["type"]) ?? (status == 401 ? "authentication_error" : "permission_error")
         },
-        keyValidStatuses: [402], mask: .knownPrefix("sk-ant-"), takesOrganization: false)
+        keyValidStatuses: [402], mask: .knownPrefix("sk-ant-"), takesOrganization: false,
+        models: ModelRoutes(listings: ["v1/models"], modelFree: ["v1/files"], batches: ["v1/messages/batches"]))
 }

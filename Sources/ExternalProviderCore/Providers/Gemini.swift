@@ -29,5 +29,12 @@ extension ProviderProfile {
             // Any other 400 is about the request, not the key.
             return nil
         },
-        keyValidStatuses: [], mask: .knownPrefix("AIza"), takesOrganization: false)
+        keyValidStatuses: [], mask: .knownPrefix("AIza"), takesOrganization: false,
+        models: ModelRoutes(
+            listings: ["v1beta/models", "v1/models", "v1alpha/models", "v1beta/tunedModels", "v1/tunedModels"],
+            modelFree: ["v1beta/files", "v1/files", "v1alpha/files", "upload"],
+            batches: ["v1beta/batches", "v1/batches", "v1alpha/batches"],
+            asynchronous: ["v1beta/tunedModels", "v1/tunedModels"],
+            credentials: ["v1alpha/auth_tokens", "v1beta/auth_tokens", "v1/auth_tokens"],
+            inPath: true, batchMethods: ["batchGenerateContent", "asyncBatchEmbedContent"]))
 }

@@ -5,7 +5,7 @@ extension ProviderProfile {
     /// checks the pair; 401 and 403 refuse it, with `error.code` (or `error.type`) saying why.
     public static let openAI = ProviderProfile.speakingOpenAIsProtocol(
         name: "openai", displayName: "OpenAI", defaultBaseURL: "https://api.openai.com", apiRootSuffix: "/v1", mask: .firstThreeCharacters,
-        takesOrganization: true, codeWhenUnsaid: "unknown")
+        takesOrganization: true, codeWhenUnsaid: "unknown", streamsUsageOnlyWhenAsked: true)
 }
 
 extension ProviderProfile {
@@ -14,7 +14,7 @@ extension ProviderProfile {
     /// by the status alone: `codeWhenUnsaid`, or `unauthorized` (401) and `forbidden` (403).
     static func speakingOpenAIsProtocol(
         name: String, displayName: String, defaultBaseURL: String, apiRootSuffix: String = "", mask: KeyMask,
-        takesOrganization: Bool = false, codeWhenUnsaid: String? = nil
+        takesOrganization: Bool = false, codeWhenUnsaid: String? = nil, streamsUsageOnlyWhenAsked: Bool = false
     ) -> ProviderProfile {
         ProviderProfile(
             name: name, displayName: displayName, defaultBaseURL: defaultBaseURL, apiRootSuffix: apiRootSuffix,
@@ -25,7 +25,7 @@ extension ProviderProfile {
             },
             defaultHeaders: [], modelsPath: "/models", readModels: readOpenAIModels, refusalStatuses: [401, 403],
             refusalCode: { status, body in openAIErrorCode(body) ?? codeWhenUnsaid ?? (status == 401 ? "unauthorized" : "forbidden") },
-            keyValidStatuses: [], mask: mask, takesOrganization: takesOrganization)
+            keyValidStatuses: [], mask: mask, takesOrganization: takesOrganization, models: .openAIProtocol(usageOnlyWhenAsked: streamsUsageOnlyWhenAsked))
     }
 
     /// `{"error": {"code": …, "type": …}}`: the code, or the type when the code is null.

@@ -103,6 +103,8 @@ public struct ProviderProfile: Sendable {
     public let mask: KeyMask
     /// Whether a key may come with an organization: OpenAI's only.
     public let takesOrganization: Bool
+    /// Where a relayed request names its model, for applications limited to some models.
+    public let models: ModelRoutes
 
     /// What the answer to a check says of the key.
     public func outcome(status: Int, body: Data?) -> VerificationOutcome {

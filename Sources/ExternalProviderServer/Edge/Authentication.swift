@@ -1,4 +1,5 @@
 import ExternalProviderCore
+import Foundation
 import ExternalProviderStore
 import HTTPTypes
 import Hummingbird
@@ -10,6 +11,8 @@ import Synchronization
 /// its key: `Authorization: Bearer` (OpenAI's, Anthropic's 2.x, Mistral's and Groq's), `x-api-key`
 /// (Anthropic's earlier ones) or `x-goog-api-key` (Gemini's). Two of them that disagree are refused, so
 /// that no part of the server reads one id while another reads a different one.
+///
+/// An application past its expiry is refused with 401, in a sentence that says when it expired.
 ///
 /// Failures are counted per client address; past the limit, further attempts without a valid id get
 /// 429, while a request with a valid id is never blocked by that count.
@@ -34,6 +37,10 @@ struct Authenticator: Sendable {
     func authenticate(_ headers: HTTPFields, facts: RequestFacts) async throws -> ApplicationGrant {
         let presented = try Self.presentedID(headers)
         if let id = presented, PlainToken.isPlain(id, maxBytes: 256), let grant = try await activeApplication(id) {
+            if let expiry = grant.policy.expiresAt, grant.policy.hasExpired(at: Date()) {
+                metrics?.refusedByPolicy(.expired)
+                throw Problem.expired(grant.name, at: expiry)
+            }
             facts.application = grant
             return grant
         }

@@ -29,6 +29,7 @@ struct OperationMiddleware: ServerMiddleware {
         case Operations.PatchUserKey.id: Policy(name: "key_patch", scope: .keys)
         case Operations.DeleteUserKey.id: Policy(name: "key_delete", scope: .keys, takesBody: false)
         case Operations.ListUserKeyModels.id: Policy(name: "key_models", scope: .keys, takesBody: false)
+        case Operations.GetUsage.id: Policy(name: "usage", scope: .admin, takesBody: false)
         default: nil
         }
     }

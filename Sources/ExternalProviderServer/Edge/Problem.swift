@@ -21,7 +21,12 @@ struct Problem: Error, HTTPResponseError, Equatable {
         answeredBeforeBody: true)
 
     static func missingScope(_ scope: ApplicationScope) -> Problem {
-        let what = scope == .keys ? "the key operations" : "the relay and the model list"
+        let what =
+            switch scope {
+            case .keys: "the key operations"
+            case .relay: "the relay and the model list"
+            case .admin: "the usage ledger"
+            }
         return Problem(
             .forbidden, "This application lacks the '\(scope.rawValue)' scope, which \(what) need; register one with `apps create NAME --scope \(scope.rawValue)`.",
             answeredBeforeBody: true)

@@ -18,12 +18,18 @@ final class ServerMetrics: Sendable {
     static let keys = "external_provider_keys"
     static let storeErrors = "external_provider_store_errors_total"
     static let refusedOverLimit = "external_provider_refused_over_limit_total"
+    static let tokens = "external_provider_tokens_total"
+    static let policyRefusals = "external_provider_policy_refusals_total"
+    static let usageDropped = "external_provider_usage_entries_dropped_total"
+    static let usageQueued = "external_provider_usage_queued"
 
     private let registry = PrometheusCollectorRegistry()
     private let factory: PrometheusMetricsFactory
     /// One handle per label set, made once: the registry's own lookup takes a lock and builds the name.
     private let requestCounters = Mutex<[RequestLabels: CoreMetrics.Counter]>([:])
     private let durations = Mutex<[String: CoreMetrics.Timer]>([:])
+    /// How many usage ledger entries wait for the store, read at each scrape.
+    private let usageQueue = Mutex<(@Sendable () -> Int)?>(nil)
 
     private struct RequestLabels: Hashable {
         let operation: String
@@ -85,6 +91,30 @@ final class ServerMetrics: Sendable {
         CoreMetrics.Counter(label: Self.refusedOverLimit, dimensions: [], factory: factory).increment()
     }
 
+    /// The tokens a relayed answer reported, by provider and kind.
+    func used(_ tokens: TokenUsage, provider: Provider) {
+        for (kind, count) in [("input", tokens.input), ("output", tokens.output), ("cached", tokens.cached)] {
+            guard let count, count > 0 else { continue }
+            CoreMetrics.Counter(label: Self.tokens, dimensions: [("provider", provider.name), ("kind", kind)], factory: factory)
+                .increment(by: count)
+        }
+    }
+
+    /// A relayed request an application's policy refused, by the limit that refused it.
+    func refusedByPolicy(_ limit: PolicyLimit) {
+        CoreMetrics.Counter(label: Self.policyRefusals, dimensions: [("limit", limit.rawValue)], factory: factory).increment()
+    }
+
+    /// A usage ledger entry dropped: the store could not take it and the queue was full.
+    func usageDropped() {
+        CoreMetrics.Counter(label: Self.usageDropped, dimensions: [], factory: factory).increment()
+    }
+
+    /// Where the ledger's queue length is read from.
+    func observeUsageQueue(_ length: @escaping @Sendable () -> Int) {
+        usageQueue.withLock { $0 = length }
+    }
+
     /// A store failure a request met: `unavailable` (503) or `fault` (500).
     func storeFailed(_ kind: StoreErrorKind) {
         CoreMetrics.Counter(label: Self.storeErrors, dimensions: [("kind", kind.rawValue)], factory: factory).increment()
@@ -98,6 +128,9 @@ final class ServerMetrics: Sendable {
     /// The exposition, with the keys by health counted now from the store. If the store cannot count them,
     /// the gauges keep their last values and the caller's error is counted like any other store error.
     func exposition(store: any KeyStore) async throws -> String {
+        if let queued = usageQueue.withLock({ $0 }) {
+            CoreMetrics.Gauge(label: Self.usageQueued, dimensions: [], factory: factory).record(queued())
+        }
         let counts = try await store.keyCounts()
         for provider in Provider.allCases {
             for health in KeyHealth.Word.allCases {

@@ -22,36 +22,66 @@ struct Relay: Sendable {
     /// Until the response head: a model may think for minutes before its first token.
     let timeout: TimeAmount
     let health: KeyHealthReporter
+    /// The applications' limits, and the ledger that counts what passed them.
+    let gate: PolicyGate
+    /// Bounds the memory of bodies read ahead past `OutgoingBody.replayable`.
+    let largeBodies: LargeBodySlots
     let logger: Logger
     /// Times providers' answers; `nil` with `--no-metrics`.
     var metrics: ServerMetrics? = nil
 
     /// Relays `request` to `provider`; `routeSegments` is how many segments of the path the route itself
-    /// takes (`/open_ai/v1`: 2; `/relay/anthropic`: 2).
+    /// takes (`/open_ai/v1`: 2; `/relay/anthropic`: 2). The application's policy is applied first
+    /// (`PolicyGate`); a request it lets through gets one ledger entry, whatever its answer.
     func handle(_ request: Request, context: AppRequestContext, to provider: Provider, routeSegments: Int) async throws -> Response {
+        let started = ContinuousClock.now
         let path = try RelayPath(rawPath: request.uri.path, routeSegments: routeSegments)
         let headers = try RelayHeaders(request.headers, query: request.uri.query)
-        let user = try Self.user(for: request, application: context.facts.application, provider: provider)
+        guard let grant = context.facts.application else { throw Problem.unauthorized }
+        let user = try Self.user(for: request, application: grant, provider: provider)
+        try gate.checkProvider(provider, for: grant)
         guard let key = try await store.account(for: user)?.keys[provider] else {
             throw Problem(.notFound, Self.noKey(user, provider))
         }
+        let spender = Spender(application: grant.name, user: user)
+        try await gate.admit(spender, policy: grant.policy)
         let body: OutgoingBody
         do {
-            body = try await OutgoingBody.read(request, limit: maxBodyBytes)
+            let readAhead = PolicyGate.readsBody(grant.policy) ? PolicyGate.modelReadLimit : OutgoingBody.replayable
+            body = try await OutgoingBody.read(request, limit: maxBodyBytes, readAhead: readAhead, largeBodies: largeBodies)
         } catch {
             throw problem(for: error, provider: provider)
         }
+        let segments = path.remainder.map { $0.removingPercentEncoding ?? String($0) }
+        let content = body.whole
+        let relayed = provider.profile.relayedRequest(method: request.method.rawValue, segments: segments, body: content, bodyWhole: content != nil)
+        let model: String?
+        do {
+            model = try gate.checkRequest(relayed, for: grant)
+        } catch {
+            body.release(largeBodies)
+            await body.close()
+            throw error
+        }
+        let budgeted = !grant.policy.budgets.isEmpty
+        let entry = LedgerTicket(
+            spender: spender, provider: provider, model: model, requestID: context.facts.id, started: started, budgeted: budgeted,
+            recorder: gate.recorder)
         let upstream = headers.upstreamRequest(
             method: request.method, url: path.url(base: roots[provider], query: request.uri.query), key: key, provider: provider, body: body,
             declaredLength: request.headers[.contentLength].flatMap(Int64.init))
-        let presence = await ClientPresence.of(context.channel)
-        let started = ContinuousClock.now
+        // A client with a token budget that leaves cannot take the tokens spent with it: its request runs
+        // on and its answer is read to the end, to be counted.
+        let presence = budgeted ? nil : await ClientPresence.of(context.channel)
         let response: HTTPClientResponse
         do {
+            defer { body.release(largeBodies) }
             response = try await send(upstream, provider: provider, canBeSentAgain: body.canBeSentAgain, presence: presence)
         } catch {
             await body.close()
-            throw problem(for: error, provider: provider)
+            let problem = problem(for: error, provider: provider)
+            entry.record(status: Int(problem.status.code))
+            throw problem
         }
         let status = Int(response.status.code)
         metrics?.relayed(to: provider, status: status, after: ContinuousClock.now - started)
@@ -63,38 +93,76 @@ struct Relay: Sendable {
             ])
         if (300..<400).contains(status) {
             await body.close()
+            entry.record(status: 502)
             throw Problem(
                 .badGateway, "\(provider.displayName) answered with a redirect (\(status)), which is not followed because it would send the key elsewhere.")
         }
         let credentials = ProviderCredentials(provider, key)
         if provider.profile.refusalStatuses.contains(status) {
             // Read whole to see whether it refuses the key; it passes through as it is all the same.
-            do {
-                let answer = try await refusal(response, user: user, credentials: credentials)
-                await body.close()
-                return answer
-            } catch {
-                await body.close()
-                throw error
+            return try await Self.answeredWhole(body: body, entry: entry, status: status) {
+                try await refusal(response, user: user, credentials: credentials)
             }
         }
         if (200..<300).contains(status) {
             // Off the answer's path: at most one write a minute per key, and the answer need not wait.
             Task { [health] in await health.accepted(credentials, of: user) }
+            if relayed.model == .listing, grant.policy.models != nil {
+                return try await Self.answeredWhole(body: body, entry: entry, status: status) {
+                    try await ModelListFilter.filtered(response, for: grant.policy)
+                }
+            }
         }
-        return Response(
+        // Only a generation's answer is read for usage: a file's content, say, could claim any.
+        return Self.passedThrough(response, status: status, metering: relayed.spendsTokens, entry: entry, body: body)
+    }
+
+    /// An answer made from the provider's read whole: the request's body is done with, and the ledger
+    /// has the entry, whatever happens.
+    private static func answeredWhole(
+        body: OutgoingBody, entry: LedgerTicket, status: Int, _ answer: () async throws -> Response
+    ) async throws -> Response {
+        defer { entry.record(status: status) }
+        do {
+            let made = try await answer()
+            await body.close()
+            return made
+        } catch {
+            await body.close()
+            throw error
+        }
+    }
+
+    /// The provider's answer as it comes, chunk by chunk, its usage read on the way (`metering`) for the
+    /// ledger entry recorded at its end.
+    private static func passedThrough(
+        _ response: HTTPClientResponse, status: Int, metering: Bool, entry: LedgerTicket, body: OutgoingBody
+    ) -> Response {
+        Response(
             status: .init(code: status, reasonPhrase: response.status.reasonPhrase),
             headers: RelayHeaders.passedBack(response.headers),
             body: ResponseBody(contentLength: RelayHeaders.contentLength(response.headers)) { writer in
+                var meter = UsageMeter(contentType: response.headers.first(name: "content-type"), reading: metering)
+                var clientLeft = false
                 do {
                     for try await chunk in response.body {
-                        try await writer.write(chunk)
+                        chunk.withUnsafeReadableBytes { meter.consume($0) }
+                        guard !clientLeft else { continue }
+                        do {
+                            try await writer.write(chunk)
+                        } catch where entry.budgeted {
+                            // The answer is read to its end all the same, so that a client cannot spend
+                            // without being counted by leaving before the usage arrives.
+                            clientLeft = true
+                        }
                     }
-                    try await writer.finish(nil)
+                    if !clientLeft { try await writer.finish(nil) }
                 } catch {
+                    entry.record(status: status, tokens: meter.finish())
                     await body.close()
                     throw error
                 }
+                entry.record(status: status, tokens: meter.finish())
                 // Upstream may have answered before reading the whole body; the server reads the rest.
                 await body.close()
             }
@@ -196,6 +264,10 @@ struct Relay: Sendable {
         switch error {
         case is RelayUpload.TooLarge:
             return Self.bodyTooLarge(maxBodyBytes)
+        case is LargeBodySlots.Busy:
+            return Problem(
+                .serviceUnavailable, "Too many large request bodies are being read at once; send the request again shortly.",
+                headers: [.retryAfter: "1"])
         case is ClientLeft:
             return Problem(.init(code: 499, reasonPhrase: "Client Closed Request"), "The client closed its connection before the answer began.")
         case is RequestBodyIncomplete:

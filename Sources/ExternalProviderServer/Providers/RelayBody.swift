@@ -14,21 +14,39 @@ enum OutgoingBody: Sendable {
     /// Bytes read ahead before the request goes out.
     static let replayable = 256 * 1024
 
-    static func read(_ request: Request, limit: Int) async throws -> OutgoingBody {
+    /// `readAhead`: more than `replayable` when the body must be read whole to be checked (`PolicyGate`);
+    /// a body read past `replayable` then holds one of `largeBodies` until `release`.
+    static func read(_ request: Request, limit: Int, readAhead: Int = replayable, largeBodies: LargeBodySlots) async throws -> OutgoingBody {
         let declared = request.headers[.contentLength].flatMap(Int.init)
         if let declared, declared > limit { throw RelayUpload.TooLarge() }
         guard (declared ?? 0) > 0 || (declared == nil && request.headers[.transferEncoding] != nil) else { return .none }
         let reader = RelayUpload.Reader(request.body)
         var buffer = ByteBuffer()
-        while let chunk = try await next(of: reader) {
-            guard buffer.readableBytes + chunk.readableBytes <= limit else { throw RelayUpload.TooLarge() }
-            var chunk = chunk
-            buffer.writeBuffer(&chunk)
-            if buffer.readableBytes > replayable {
-                return .streaming(RelayUpload(first: buffer, rest: reader, limit: limit))
+        var holdsSlot = false
+        do {
+            while let chunk = try await next(of: reader) {
+                guard buffer.readableBytes + chunk.readableBytes <= limit else { throw RelayUpload.TooLarge() }
+                var chunk = chunk
+                buffer.writeBuffer(&chunk)
+                if buffer.readableBytes > readAhead {
+                    if holdsSlot { largeBodies.give() }
+                    return .streaming(RelayUpload(first: buffer, rest: reader, limit: limit))
+                }
+                if !holdsSlot, buffer.readableBytes > replayable {
+                    guard largeBodies.take() else { throw LargeBodySlots.Busy() }
+                    holdsSlot = true
+                }
             }
+        } catch {
+            if holdsSlot { largeBodies.give() }
+            throw error
         }
         return .complete(buffer)
+    }
+
+    /// Gives back the slot a body read whole past `replayable` holds, once it has gone upstream.
+    func release(_ largeBodies: LargeBodySlots) {
+        if case .complete(let buffer) = self, buffer.readableBytes > Self.replayable { largeBodies.give() }
     }
 
     private static func next(of reader: RelayUpload.Reader) async throws(RequestBodyIncomplete) -> ByteBuffer? {
@@ -36,6 +54,15 @@ enum OutgoingBody: Sendable {
             return try await reader.next()
         } catch {
             throw RequestBodyIncomplete()
+        }
+    }
+
+    /// The whole body, if it was read whole: what a check of its content reads.
+    var whole: [UInt8]? {
+        switch self {
+        case .none: []
+        case .complete(let buffer): Array(buffer.readableBytesView)
+        case .streaming: nil
         }
     }
 
@@ -155,4 +182,30 @@ final class RelayUpload: AsyncSequence, Sendable {
     }
 
     func makeAsyncIterator() -> AsyncIterator { AsyncIterator(upload: self) }
+}
+
+/// Bodies read ahead past `OutgoingBody.replayable` held at once. Each may be up to
+/// `PolicyGate.modelReadLimit`: without a bound, as many connections as are allowed could each hold one.
+/// A request that would be one too many is answered 503, to be sent again.
+final class LargeBodySlots: Sendable {
+    struct Busy: Error {}
+
+    let limit: Int
+    private let held = Mutex(0)
+
+    init(limit: Int = 32) {
+        self.limit = limit
+    }
+
+    func take() -> Bool {
+        held.withLock { held in
+            guard held < limit else { return false }
+            held += 1
+            return true
+        }
+    }
+
+    func give() {
+        held.withLock { $0 -= 1 }
+    }
 }

@@ -9,13 +9,15 @@ import NIOHTTP1
 /// Every credential a caller may send stays here: its application id, wherever an SDK put it
 /// (`Authorization`, `x-api-key`, `x-goog-api-key`, `X-Application-ID`), and its choice of OpenAI
 /// organization or project, since the stored key decides. So do `X-User-ID`, cookies, `Origin`
-/// (Anthropic refuses a request that has one), the host and hop-by-hop headers. The stored key then goes
+/// (Anthropic refuses a request that has one), `Accept-Encoding`, the host and hop-by-hop headers. The stored key then goes
 /// in the provider's own header. A `key` query parameter, which Gemini would read as a key and which ends
 /// up in access logs, is refused.
 struct RelayHeaders {
     static let dropped = Set([
         "authorization", "x-api-key", "x-goog-api-key", "x-application-id", "x-user-id", "openai-organization", "openai-project",
         "cookie", "origin", "host", "content-length", "expect",
+        // Answers come back uncompressed, so that the usage they report can be read as they pass.
+        "accept-encoding",
     ]).union(hopByHop)
 
     static let hopByHop: Set<String> = [

@@ -14,6 +14,8 @@ struct APIHandler: APIProtocol {
     let models: any ModelLister
     /// Records what the provider said of a key the model list used.
     let health: KeyHealthReporter
+    /// What the relay's applications spent.
+    let ledger: any UsageLedger
 
     var store: any KeyStore { keys.store }
 

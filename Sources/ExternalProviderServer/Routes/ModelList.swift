@@ -16,8 +16,13 @@ enum ModelListing {
 extension APIHandler {
     /// The models `provider` lists for the user's stored key, which turns `valid` or `rejected` with the
     /// answer. An application bound to another user is refused (403).
+    /// An application limited to some providers or models sees only those.
     func listing(_ provider: Provider, for user: UserID) async throws -> ModelListing {
-        if RequestFacts.current?.application?.mayUseKey(of: user.rawValue) == false { throw Problem.boundToAnotherUser }
+        let application = RequestFacts.current?.application
+        if application?.mayUseKey(of: user.rawValue) == false { throw Problem.boundToAnotherUser }
+        if let application, let allowed = application.policy.providers, !allowed.contains(provider) {
+            throw Problem.providerNotAllowed(application.name, provider, allowed: allowed)
+        }
         guard let key = try await store.account(for: user)?.keys[provider] else { return .noKey }
         let credentials = ProviderCredentials(provider, key)
         let (outcome, listed) = await models.listModels(credentials)
@@ -25,7 +30,7 @@ extension APIHandler {
         case .accepted:
             await health.accepted(credentials, of: user)
             guard let listed else { throw Problem(.badGateway, "\(provider.displayName)'s model list could not be read.") }
-            return .listed(listed)
+            return .listed(listed.filter { application?.policy.allows(model: $0.id) ?? true })
         case .rejected(let code):
             await health.rejected(credentials, of: user, code: code)
             return .rejected(code: code)

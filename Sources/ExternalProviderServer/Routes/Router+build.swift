@@ -9,7 +9,7 @@ import OpenAPIHummingbird
 /// Everything the routes reach, made once by `buildApplication`, or by a test with its own verifier,
 /// limiter or clock.
 struct ServerParts: Sendable {
-    let store: any KeyStore & ApplicationRegistry
+    let store: any ServingStore
     /// `nil` when verification is off: keys are stored unchecked.
     var verifier: (any KeyVerifier)?
     var models: any ModelLister
@@ -65,7 +65,8 @@ func buildRouter(_ parts: ServerParts) throws -> Router<AppRequestContext> {
             }
         }
     }
-    let handler = APIHandler(keys: KeyService(store: store, verifier: parts.verifier), models: parts.models, health: parts.health)
+    let handler = APIHandler(
+        keys: KeyService(store: store, verifier: parts.verifier), models: parts.models, health: parts.health, ledger: store)
     try handler.registerHandlers(
         on: RecordingTransport(base: router, table: routes),
         // Compact JSON: the runtime's default pretty-prints, which costs bytes on every answer.

@@ -49,6 +49,14 @@ public enum ServeSettings {
         "shutdown-timeout", "Seconds requests in flight may take to finish after SIGTERM or SIGINT; relayed streams still open then are cut.",
         default: 10, shown: "10", expecting: "a number of seconds from 0 to 3600", parse: seconds(in: 0...3600))
     public static let metrics = Setting<Bool>.onOff("metrics", "Serve GET /metrics (Prometheus text).", default: true)
+    public static let usageRetention = Setting<Double>(
+        "usage-retention", "How long the usage ledger keeps an entry: 90d, 12h, or seconds.", default: 90 * 86400, shown: "90d",
+        expecting: "a duration such as 90d, 12h or 3600 (seconds), more than 0"
+    ) { text in Settings.duration(text).flatMap { $0 > 0 && $0.isFinite ? $0 : nil } }
+    public static let usageQueue = Setting<Int>(
+        "usage-queue", "Usage ledger entries held in memory while the store cannot take them; past this, new entries are dropped and counted.",
+        default: 100_000, shown: "100000", expecting: "a number, at least 1"
+    ) { text in Int(text).flatMap { $0 >= 1 ? $0 : nil } }
 
     /// Each provider's base URL, named from the provider table: `--anthropic-base-url`
     /// (`EXTERNAL_PROVIDER_ANTHROPIC_BASE_URL`). Keys are sent there, so it must be `https`, or `http` to
@@ -76,7 +84,7 @@ public enum ServeSettings {
             + [
                 verifyTimeout.declaration, maxConnections.declaration, requestTimeout.declaration, relayMaxBody.declaration,
                 relayTimeout.declaration, recheckInterval.declaration, migrate.declaration, shutdownTimeout.declaration,
-                metrics.declaration,
+                metrics.declaration, usageRetention.declaration, usageQueue.declaration,
             ]
     }
 
