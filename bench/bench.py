@@ -336,16 +336,17 @@ def relay_rows(binary, workdir, loads, args):
     ours = ExternalProvider(binary, workdir).start(extra_args=[
         "--openai-base-url", f"http://127.0.0.1:{upstream_port}", "--anthropic-base-url", f"http://127.0.0.1:{upstream_port}"])
     try:
-        connection = HTTPConnection("127.0.0.1", ours.port, timeout=30)
-        connection.request("POST", "/external_provider/api_key/create",
-                           json.dumps({"user": "bench-relay", "open_AI": {"api_key": RELAY_KEY}}),
-                           {"Content-Type": "application/json", "X-Application-ID": ours.credential})
-        if connection.getresponse().status != 200:
-            raise RuntimeError("could not store the relay's key")
-        connection.request("PUT", "/v1/users/bench-relay/keys/anthropic", json.dumps({"api_key": ANTHROPIC_KEY}),
-                           {"Content-Type": "application/json", "X-Application-ID": ours.credential})
-        if connection.getresponse().status != 201:
-            raise RuntimeError("could not store the relay's Anthropic key")
+        for method, path, body, expected in [
+            ("POST", "/external_provider/api_key/create", {"user": "bench-relay", "open_AI": {"api_key": RELAY_KEY}}, 200),
+            ("PUT", "/v1/users/bench-relay/keys/anthropic", {"api_key": ANTHROPIC_KEY}, 201),
+        ]:
+            connection = HTTPConnection("127.0.0.1", ours.port, timeout=30)
+            connection.request(method, path, json.dumps(body), {"Content-Type": "application/json", "X-Application-ID": ours.credential})
+            response = connection.getresponse()
+            answer = response.read()
+            connection.close()
+            if response.status != expected:
+                raise RuntimeError(f"could not store the relay's keys: {response.status} {answer[:200]!r}")
         # An application with every limit set and none reached: the policy checks and the budget's
         # ledger reads on every request.
         policy_id = subprocess.run(
@@ -376,7 +377,7 @@ def relay_rows(binary, workdir, loads, args):
                 for via, endpoint in endpoints.items():
                     print(f"relay: {kind} {via}", file=sys.stderr)
                     rows[f"{kind}_{via}"] = measure(endpoint, f"{kind}_{via}", loads, args.seconds, args.warmup)
-        rows["ledger"] = ledger.settled(binary, ours.data_dir)
+        rows["ledger"] = ledger.settled(binary, ["--data-dir", str(ours.data_dir)])
         # Anthropic's streamed message on the same stand-in: its own header, its named events.
         anthropic = {"direct": Endpoint(f"http://127.0.0.1:{upstream_port}", ANTHROPIC_KEY, nginx.pid), "relay": endpoints["relay"]}
         for via, endpoint in anthropic.items():
@@ -415,13 +416,42 @@ class LedgerWatch:
             text = response.read().decode()
         return sum(float(value) for value in re.findall(rf"^{name}(?:{{[^}}]*}})? (\S+)$", text, re.M))
 
-    def settled(self, binary, data_dir):
+    def settled(self, binary, store_args):
         time.sleep(1.0)
         relayed = self.metric("external_provider_relayed_requests_total")
-        report = json.loads(subprocess.run([binary, "usage", "--json", "--by", "app", "--data-dir", str(data_dir)],
+        report = json.loads(subprocess.run([binary, "usage", "--json", "--by", "app", *store_args],
                                            capture_output=True, text=True, check=True).stdout)
         return {"peak_queued": self.peak, "relayed": relayed, "entries": sum(group["requests"] for group in report["groups"]),
                 "dropped": self.metric("external_provider_usage_entries_dropped_total")}
+
+
+def ledger_on_postgres(binary, workdir, database_url, loads, args):
+    """Whether the ledger keeps up on PostgreSQL: the policy rows at the highest load, through an instance
+    on the cluster, with the ledger watched as in the relay rows."""
+    upstream_port, proxy_port = free_port(), free_port()
+    nginx = Nginx(workdir, upstream_port, proxy_port)
+    ours = ExternalProviderOnPostgres(binary, workdir, database_url).start(extra_args=["--openai-base-url", f"http://127.0.0.1:{upstream_port}"])
+    store_args = ["--database-url", database_url, "--master-key-file", str(ours.key_file)]
+    try:
+        connection = HTTPConnection("127.0.0.1", ours.port, timeout=30)
+        connection.request("POST", "/external_provider/api_key/create", json.dumps({"user": "bench-relay", "open_AI": {"api_key": RELAY_KEY}}),
+                           {"Content-Type": "application/json", "X-Application-ID": ours.credential})
+        if connection.getresponse().status != 200:
+            raise RuntimeError("could not store the relay's key")
+        policy_id = subprocess.run(
+            [binary, "apps", "create", "bench-policy", "--scope", "relay", "--models", "gpt-4o*", "--rpm", "1000000000",
+             "--tokens-per-day", "1000000000000000", *store_args], capture_output=True, text=True, check=True).stdout.strip()
+        endpoint = Endpoint(ours.url, policy_id, ours.process.pid)
+        rows = {}
+        with LedgerWatch(ours.url) as ledger:
+            for kind in ("chat", "stream"):
+                print(f"ledger on PostgreSQL: {kind} policy", file=sys.stderr)
+                rows[f"{kind}_policy"] = measure(endpoint, f"{kind}_policy", [max(loads)], args.seconds, args.warmup)
+        rows["ledger"] = ledger.settled(binary, store_args)
+        return rows
+    finally:
+        ours.stop()
+        nginx.stop()
 
 
 def start_up(binary, workdir, runs=5):
@@ -485,6 +515,8 @@ def main():
         report["targets"][ours.name] = run_target(ours, loads, args)
         report["targets"][ours.name]["rss_after_mib"] = rss_kib(ours.process.pid) / 1024
         ours.stop()
+        if cluster and args.only and "relay" in args.only.split(","):
+            report["ledger_postgres"] = ledger_on_postgres(args.binary, workdir, cluster.url, loads, args)
         if cluster:
             cluster.stop()
             cluster = None
@@ -604,6 +636,13 @@ def render(report):
             lines += ["", f"The usage ledger kept up: {ledger['entries']:,.0f} entries for {ledger['relayed']:,.0f} requests the relay "
                           f"counted, a second after the last row; at most {ledger['peak_queued']:,.0f} entries waited at once "
                           f"(sampled every 100 ms); {ledger['dropped']:,.0f} dropped."]
+    if "ledger_postgres" in report:
+        on_pg = report["ledger_postgres"]
+        ledger = on_pg["ledger"]
+        rates = ", ".join(f"{kind} {on_pg[f'{kind}_policy'][0]['rps']:,.0f} req/s" for kind in ("chat", "stream"))
+        lines += ["", f"The usage ledger on PostgreSQL, a policy application at {max(report['connections'])} connections ({rates}): "
+                      f"{ledger['entries']:,.0f} entries for {ledger['relayed']:,.0f} requests relayed, a second after; at most "
+                      f"{ledger['peak_queued']:,.0f} waited at once; {ledger['dropped']:,.0f} dropped."]
     if "relay" in report and "time_to_first_event" in report["relay"]:
         first = report["relay"]["time_to_first_event"]
         lines += ["", "Time to the first event of a streamed completion, one request at a time (500 after 50 warm-up): "

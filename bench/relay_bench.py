@@ -22,7 +22,8 @@ CHUNK = {"id": "chatcmpl-bench", "object": "chat.completion.chunk", "created": 1
 # The usage chunk OpenAI ends a stream with when the request asks for it, as every streamed row does.
 USAGE_CHUNK = {"id": "chatcmpl-bench", "object": "chat.completion.chunk", "created": 1715367049, "model": "gpt-4o-mini", "choices": [],
                "usage": {"prompt_tokens": 9, "completion_tokens": 20, "total_tokens": 29}}
-STREAM = "".join(f"data: {json.dumps(CHUNK)}\\n\\n" for _ in range(20)) + f"data: {json.dumps(USAGE_CHUNK)}\\n\\n" + "data: [DONE]\\n\\n"
+# Compact, as OpenAI sends them, and so that the whole stream fits nginx's 4 KiB limit on a `return` text.
+STREAM = "".join(f"data: {json.dumps(chunk, separators=(',', ':'))}\\n\\n" for chunk in [CHUNK] * 20 + [USAGE_CHUNK]) + "data: [DONE]\\n\\n"
 ANTHROPIC_KEY = "sk-ant-bench-relay-0123456789abcdWxyz"
 # Anthropic's stream of a short message, as its documentation shows it: named events, 20 text deltas.
 _ANTHROPIC_EVENTS = (

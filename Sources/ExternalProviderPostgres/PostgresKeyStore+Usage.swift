@@ -5,8 +5,8 @@ import PostgresNIO
 
 /// The usage ledger in PostgreSQL, shared by every instance: a budget counts what all of them recorded.
 extension PostgresKeyStore: UsageLedger {
-    /// Data version 6: the application's limits and the ledger, indexed by spender and time for budgets,
-    /// by time for reports and retention.
+    /// Data version 6: the application's limits, the ledger's entries (indexed by time for reports and
+    /// retention) and the running totals budgets read.
     static let policyAndUsageMigration = [
         "ALTER TABLE application ADD COLUMN models TEXT",
         "ALTER TABLE application ADD COLUMN providers TEXT",
@@ -29,8 +29,17 @@ extension PostgresKeyStore: UsageLedger {
             output_tokens BIGINT,
             cached_tokens BIGINT)
         """,
-        "CREATE INDEX usage_event_spender ON usage_event (application, user_id, at)",
         "CREATE INDEX usage_event_at ON usage_event (at)",
+        // Running totals per application, user and UTC day (`LedgerDay`), added to in the same transaction
+        // as the entries: a budget's check reads at most a month of rows, whatever the ledger holds.
+        """
+        CREATE TABLE usage_total (
+            application TEXT NOT NULL,
+            user_id TEXT NOT NULL,
+            day INTEGER NOT NULL,
+            tokens BIGINT NOT NULL,
+            PRIMARY KEY (application, user_id, day))
+        """,
     ]
 
     /// Rows per INSERT: 12 parameters each, well under PostgreSQL's 65,535.
@@ -39,10 +48,34 @@ extension PostgresKeyStore: UsageLedger {
     public func appendUsage(_ entries: [UsageEntry]) async throws {
         guard !entries.isEmpty else { return }
         try await transaction { [logger] connection in
+            var totals = LedgerTotals()
+            let byID = Dictionary(entries.map { ($0.id, $0) }, uniquingKeysWith: { first, _ in first })
             for start in stride(from: 0, to: entries.count, by: Self.usageRowsPerStatement) {
                 let slice = entries[start..<min(entries.count, start + Self.usageRowsPerStatement)]
-                try await connection.query(try Self.insert(slice), logger: logger)
+                // Only the entries written now count: one already there (a batch sent again after a write
+                // whose outcome was not known) was counted when it was written.
+                for try await inserted in try await connection.query(try Self.insert(slice), logger: logger).decode(UUID.self) {
+                    if let entry = byID[inserted] { totals.add(entry) }
+                }
             }
+            let sorted = totals.sorted
+            guard !sorted.isEmpty else { return }
+            var bindings = PostgresBindings(capacity: sorted.count * 4)
+            var rows: [String] = []
+            for total in sorted {
+                let first = bindings.count + 1
+                rows.append("($\(first), $\(first + 1), $\(first + 2), $\(first + 3))")
+                bindings.append(total.application)
+                bindings.append(total.user)
+                bindings.append(total.day)
+                bindings.append(total.tokens)
+            }
+            try await connection.query(
+                PostgresQuery(
+                    unsafeSQL: """
+                        INSERT INTO usage_total (application, user_id, day, tokens) VALUES \(rows.joined(separator: ", "))
+                        ON CONFLICT (application, user_id, day) DO UPDATE SET tokens = usage_total.tokens + EXCLUDED.tokens
+                        """, binds: bindings), logger: logger)
         }
     }
 
@@ -69,7 +102,7 @@ extension PostgresKeyStore: UsageLedger {
             unsafeSQL: """
                 INSERT INTO usage_event (entry_id, at, application, user_id, provider, model, status, duration_ms, request_id,
                     input_tokens, output_tokens, cached_tokens)
-                VALUES \(rows.joined(separator: ", ")) ON CONFLICT (entry_id) DO NOTHING
+                VALUES \(rows.joined(separator: ", ")) ON CONFLICT (entry_id) DO NOTHING RETURNING entry_id
                 """, binds: bindings)
     }
 
@@ -78,17 +111,17 @@ extension PostgresKeyStore: UsageLedger {
         return try await availability.classifying { [client, logger] in
             var bindings = PostgresBindings(capacity: since.count + 3)
             let sums = since.map { date in
-                bindings.append(date)
-                return "COALESCE(SUM(CASE WHEN at >= $\(bindings.count) THEN COALESCE(input_tokens, 0) + COALESCE(output_tokens, 0) END), 0)::BIGINT"
+                bindings.append(LedgerDay.of(date))
+                return "COALESCE(SUM(CASE WHEN day >= $\(bindings.count) THEN tokens END), 0)::BIGINT"
             }
             bindings.append(application)
             bindings.append(user.rawValue)
-            bindings.append(earliest)
+            bindings.append(LedgerDay.of(earliest))
             let count = bindings.count
             let query = PostgresQuery(
                 unsafeSQL: """
-                    SELECT \(sums.joined(separator: ", ")) FROM usage_event
-                    WHERE application = $\(count - 2) AND user_id = $\(count - 1) AND at >= $\(count)
+                    SELECT \(sums.joined(separator: ", ")) FROM usage_total
+                    WHERE application = $\(count - 2) AND user_id = $\(count - 1) AND day >= $\(count)
                     """, binds: bindings)
             var totals = since.map { _ in 0 }
             for try await row in try await client.query(query, logger: logger) {
@@ -130,6 +163,10 @@ extension PostgresKeyStore: UsageLedger {
 
     /// In slices, so that no one statement holds locks on a busy ledger for long.
     public func removeUsage(before cutoff: Date) async throws -> Int {
+        // Totals are kept a month longer than entries, so that a month's budget never loses a day.
+        try await availability.classifying { [client, logger] in
+            try await client.query("DELETE FROM usage_total WHERE day < \(LedgerDay.of(cutoff) - 31)", logger: logger)
+        }
         var removed = 0
         while true {
             let count = try await availability.classifying { [client, logger] in

@@ -69,13 +69,13 @@ struct Apps: AsyncParsableCommand {
 
         @OptionGroup(title: "Limits") var limits: PolicyOptions
 
-        @Option(name: .customLong("clear"), help: ArgumentHelp("A limit to lift: \(PolicyLimitName.allCases.map(\.rawValue).joined(separator: ", ")); repeatable."))
+        @Option(name: CommandOption.clear.long, help: ArgumentHelp("A limit to lift: \(PolicyLimitName.allCases.map(\.rawValue).joined(separator: ", ")); repeatable."))
         var cleared: [PolicyLimitName] = []
 
         @OptionGroup var store: StoreOptions
 
         func run() async throws {
-            guard limits.givesAny || !cleared.isEmpty else { fail("give a limit to change, or --clear one") }
+            guard limits.givesAny || !cleared.isEmpty else { fail("give a limit to change, or \(CommandOption.clear.flag) one") }
             let now = Date()
             do {
                 _ = try limits.applied(to: .unlimited, now: now)

@@ -51,4 +51,13 @@ struct CommandOption {
     static let provider = CommandOption(name: "provider")
     static let server = CommandOption(name: "server")
     static let scope = CommandOption(name: "scope")
+    static let models = CommandOption(name: "models")
+    static let providers = CommandOption(name: "providers")
+    static let expires = CommandOption(name: "expires")
+    static let requestsPerMinute = CommandOption(name: "rpm")
+    static let tokensPerDay = CommandOption(name: "tokens-per-day")
+    static let tokensPerMonth = CommandOption(name: "tokens-per-month")
+    static let clear = CommandOption(name: "clear")
+    static let application = CommandOption(name: "app")
+    static let groupedBy = CommandOption(name: "by")
 }

@@ -5,22 +5,22 @@ import Foundation
 /// An application's limits as `apps create` and `apps update` take them. Each read is checked here, so a
 /// bad one fails the command before the store is opened.
 struct PolicyOptions: ParsableArguments {
-    @Option(name: .customLong("models"), help: "A model it may call, as a glob (gpt-4o*, claude-*); repeatable. Default: any.")
+    @Option(name: CommandOption.models.long, help: "A model it may call, as a glob (gpt-4o*, claude-*); repeatable. Default: any.")
     var models: [String] = []
 
-    @Option(name: .customLong("providers"), help: ArgumentHelp("The providers it may use: \(Provider.names); repeatable or comma-separated. Default: any."))
+    @Option(name: CommandOption.providers.long, help: ArgumentHelp("The providers it may use: \(Provider.names); repeatable or comma-separated. Default: any."))
     var providers: [String] = []
 
-    @Option(name: .customLong("expires"), help: "When its id stops working: 30d, 12h, or a date or time (2027-01-01, 2026-12-31T18:00:00Z).")
+    @Option(name: CommandOption.expires.long, help: "When its id stops working: 30d, 12h, or a date or time (2027-01-01, 2026-12-31T18:00:00Z).")
     var expires: String?
 
-    @Option(name: .customLong("rpm"), help: "Requests a minute it may send with each user's keys (counted per instance).")
+    @Option(name: CommandOption.requestsPerMinute.long, help: "Requests a minute it may send with each user's keys (counted per instance).")
     var requestsPerMinute: Int?
 
-    @Option(name: .customLong("tokens-per-day"), help: "Input and output tokens it may use per UTC day with each user's keys.")
+    @Option(name: CommandOption.tokensPerDay.long, help: "Input and output tokens it may use per UTC day with each user's keys.")
     var tokensPerDay: Int?
 
-    @Option(name: .customLong("tokens-per-month"), help: "Input and output tokens it may use per UTC month with each user's keys.")
+    @Option(name: CommandOption.tokensPerMonth.long, help: "Input and output tokens it may use per UTC month with each user's keys.")
     var tokensPerMonth: Int?
 
     /// Whether any limit was given.
@@ -37,20 +37,20 @@ struct PolicyOptions: ParsableArguments {
         if !providers.isEmpty {
             var chosen = Set<Provider>()
             for name in providers.flatMap({ $0.split(separator: ",") }).map({ $0.trimmingCharacters(in: .whitespaces).lowercased() }) {
-                guard let provider = Provider(name: name) else { throw InvalidInput("--providers: unknown provider '\(name)'; use \(Provider.names)") }
+                guard let provider = Provider(name: name) else { throw InvalidInput("\(CommandOption.providers.flag): unknown provider '\(name)'; use \(Provider.names)") }
                 chosen.insert(provider)
             }
             policy.providers = chosen
         }
         if let expires {
             guard let moment = TimeText.moment(expires, now: now, durationsCount: 1) else {
-                throw InvalidInput("--expires: '\(expires)' is not a duration (30d, 12h) or a date or time (2027-01-01, 2026-12-31T18:00:00Z)")
+                throw InvalidInput("\(CommandOption.expires.flag): '\(expires)' is not a duration (30d, 12h) or a date or time (2027-01-01, 2026-12-31T18:00:00Z)")
             }
-            guard moment > now else { throw InvalidInput("--expires: \(moment.formatted(.iso8601)) has passed; give a time to come") }
+            guard moment > now else { throw InvalidInput("\(CommandOption.expires.flag): \(moment.formatted(.iso8601)) has passed; give a time to come") }
             policy.expiresAt = moment
         }
-        for (flag, value) in [("--rpm", requestsPerMinute), ("--tokens-per-day", tokensPerDay), ("--tokens-per-month", tokensPerMonth)] {
-            if let value, value < 1 { throw InvalidInput("\(flag) must be at least 1") }
+        for (flag, value) in [(CommandOption.requestsPerMinute, requestsPerMinute), (CommandOption.tokensPerDay, tokensPerDay), (CommandOption.tokensPerMonth, tokensPerMonth)] {
+            if let value, value < 1 { throw InvalidInput("\(flag.flag) must be at least 1") }
         }
         policy.requestsPerMinute = requestsPerMinute ?? policy.requestsPerMinute
         policy.tokensPerDay = tokensPerDay ?? policy.tokensPerDay

@@ -6,11 +6,11 @@ struct Usage: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "What the relay's applications spent, from the usage ledger: requests, errors and tokens per day, model, application, user or provider.")
 
-    @Option(name: .customLong("app"), help: "Only this application's requests.") var application: String?
+    @Option(name: CommandOption.application.long, help: "Only this application's requests.") var application: String?
     @Option(name: CommandOption.user.long, help: "Only requests that used this user's keys.") var user: String?
     @Option(name: CommandOption.since.long, help: "Only requests that ended at or after this: 2026-12-01, 2026-12-01T12:00:00Z, or 7d, 12h back.")
     var since: String?
-    @Option(name: .customLong("by"), help: ArgumentHelp("Group by \(UsageQuery.Grouping.allCases.map(\.rawValue).joined(separator: ", ")).")) var by = "day"
+    @Option(name: CommandOption.groupedBy.long, help: ArgumentHelp("Group by \(UsageQuery.Grouping.allCases.map(\.rawValue).joined(separator: ", ")).")) var by = "day"
     @Flag(help: "One JSON object, as GET /v1/usage answers.") var json = false
 
     @OptionGroup var store: StoreOptions

@@ -76,7 +76,7 @@ struct UsageMeterTests {
     func longAnswers() {
         let floats = "[" + Array(repeating: "0.0123456789", count: 150_000).joined(separator: ",") + "]"
         let embeddings = #"{"object":"list","data":[{"embedding":"# + floats + #"}],"model":"text-embedding-3-small","usage":{"prompt_tokens":256000,"total_tokens":256000}}"#
-        #expect(embeddings.utf8.count > UsageMeter.maxJSONBytes)
+        #expect(embeddings.utf8.count > 1024 * 1024)
         #expect(metered(embeddings, contentType: "application/json", size: 65536) == TokenUsage(input: 256000, output: nil, cached: nil))
         let completed = "event: response.completed\ndata: " + #"{"type":"response.completed","response":{"output":["# + floats + #"],"usage":{"input_tokens":12,"output_tokens":3000,"input_tokens_details":{"cached_tokens":0}}}}"# + "\n\n"
         #expect(metered(completed, contentType: "text/event-stream", size: 65536) == TokenUsage(input: 12, output: 3000, cached: 0))
@@ -94,7 +94,7 @@ struct UsageMeterTests {
     func none() {
         #expect(metered(#"{"object":"list","data":[]}"#, contentType: "application/json").isEmpty)
         #expect(metered("not json", contentType: "text/plain").isEmpty)
-        let long = #"{"usage":{"prompt_tokens":1},"pad":""# + String(repeating: "x", count: UsageMeter.maxJSONBytes) + #""}"#
+        let long = #"{"usage":{"prompt_tokens":1},"pad":""# + String(repeating: "x", count: 1024 * 1024) + #""}"#
         #expect(metered(long, contentType: "application/json", size: 65536).isEmpty)
         // A line past the bound is skipped; the meter reads the events after it.
         let stream = "data: " + String(repeating: "y", count: 1024 * 1024 + 10) + "\n\n" + #"data: {"usage":{"prompt_tokens":2,"completion_tokens":3}}"# + "\n\n"

@@ -100,7 +100,7 @@ struct VirtualKeyStoreTests {
         }
     }
 
-    @Test("a batch longer than one statement is written whole, and a batch sent again adds nothing twice", arguments: StoreKind.available)
+    @Test("a batch longer than one statement is written whole, and a batch sent again adds nothing twice, to the ledger or to the budgets' totals", arguments: StoreKind.available)
     func longBatch(kind: StoreKind) async throws {
         try await StoreUnderTest.with(kind) { place in
             try await place.open { store in
@@ -110,6 +110,10 @@ struct VirtualKeyStoreTests {
                 try await store.appendUsage(Array(entries[1000...]) + [Self.entry("2026-12-07T10:00:00Z")])
                 let groups = try await store.usage(UsageQuery(by: .app))
                 #expect(groups == [UsageGroup(key: "agent", requests: 1235, errors: 0, inputTokens: 12350, outputTokens: 6175, cachedTokens: 2470)])
+                // The running totals budgets read count each entry once too.
+                let spent = try await store.tokensSpent(
+                    application: "agent", user: UserID(trusted: "ada"), since: [Self.date("2026-12-07T00:00:00Z")])
+                #expect(spent == [1235 * 15])
             }
         }
     }

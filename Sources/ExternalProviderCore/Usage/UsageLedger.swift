@@ -89,11 +89,57 @@ public protocol UsageLedger: Sendable {
     /// Adds the entries in one transaction: all of them or none. An entry already there (by `id`) is left
     /// as it is.
     func appendUsage(_ entries: [UsageEntry]) async throws
-    /// The tokens (input and output) that `application` spent on `user`'s keys in entries at or after
-    /// each of `since`, in the same order.
+    /// The tokens (input and output) that `application` spent on `user`'s keys from the UTC day of each
+    /// of `since` on, in the same order: read from running totals per day kept with the entries, so that
+    /// a budget's check costs the same whatever the ledger holds.
     func tokensSpent(application: String, user: UserID, since: [Date]) async throws -> [Int]
     /// The entries that match the query, added up per group, in the grouping's order.
     func usage(_ query: UsageQuery) async throws -> [UsageGroup]
     /// Removes the entries before `cutoff` and returns how many there were.
     func removeUsage(before cutoff: Date) async throws -> Int
+}
+
+/// A UTC day as the ledger's running totals are kept by: days since 1970-01-01, written out as a number
+/// in both stores.
+public enum LedgerDay {
+    public static func of(_ date: Date) -> Int {
+        Int((date.timeIntervalSince1970 / 86400).rounded(.down))
+    }
+}
+
+extension UsageEntry {
+    /// Its key in the running totals, when it spent any tokens.
+    public var total: (application: String, user: String, day: Int, tokens: Int)? {
+        let tokens = self.tokens.total
+        return tokens > 0 ? (application, user.rawValue, LedgerDay.of(at), tokens) : nil
+    }
+}
+
+/// Running totals of tokens by (application, user, day), added up as entries are written.
+public struct LedgerTotals {
+    private struct Key: Hashable {
+        let application: String
+        let user: ExactText
+        let day: Int
+    }
+
+    private var tokens: [Key: Int] = [:]
+
+    public init() {}
+
+    public mutating func add(_ entry: UsageEntry) {
+        guard let total = entry.total else { return }
+        tokens[Key(application: total.application, user: ExactText(total.user), day: total.day), default: 0] += total.tokens
+    }
+
+    /// In one order, so that two writers lock the totals' rows in the same order and never deadlock.
+    public var sorted: [(application: String, user: String, day: Int, tokens: Int)] {
+        tokens.map { ($0.key.application, $0.key.user.value, $0.key.day, $0.value) }.sorted { left, right in
+            if !left.application.isByteIdentical(to: right.application) {
+                return left.application.utf8.lexicographicallyPrecedes(right.application.utf8)
+            }
+            if !left.user.isByteIdentical(to: right.user) { return left.user.utf8.lexicographicallyPrecedes(right.user.utf8) }
+            return left.day < right.day
+        }
+    }
 }

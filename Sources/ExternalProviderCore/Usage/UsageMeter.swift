@@ -79,24 +79,20 @@ public struct TokenUsage: Sendable, Equatable {
     static let maxCount = 1_000_000_000_000
 }
 
-/// Reads the usage a provider reports in an answer as it passes, without holding the answer: each
-/// server-sent event is looked at as it completes (only one that mentions usage is parsed), and a JSON
-/// answer is kept up to `maxJSONBytes` and read at its end. An answer (or event) longer than that, as an
-/// embedding of many inputs or an answer with log-probabilities can be, keeps only its last
-/// `tailBytes`, where every provider puts its usage, and the usage object is read from there. Either way
-/// the answer itself passes on as it came.
+/// Reads the usage a provider reports in an answer as it passes, without holding the answer or parsing
+/// its text: every provider puts the usage at the end of an answer (and of a server-sent event), so only
+/// the last `tailBytes` of a JSON answer, and of each event line, are kept, and from them only the last
+/// `"usage": {…}` (or `"usageMetadata"`) object is parsed, wherever it is nested. So an embedding of many
+/// inputs, or an answer with log-probabilities, costs no more to read than a short one. The answer itself
+/// passes on as it came.
 public struct UsageMeter: Sendable {
-    /// Read whole up to this; past it, only the tail.
-    public static let maxJSONBytes = 1024 * 1024
-    /// An event line longer than this is read by its tail.
-    static let maxLineBytes = 1024 * 1024
-    /// What is kept of an answer or an event too long to keep whole.
+    /// What is kept of an answer, or of an event line.
     static let tailBytes = 64 * 1024
 
     private let streamed: Bool
     private let reading: Bool
     private var pending: [UInt8] = []
-    /// The answer, or the event line, ran past its bound: `pending` holds its tail only.
+    /// The answer, or the event line, ran past `tailBytes`: `pending` holds its tail only.
     private var overflowed = false
     public private(set) var usage = TokenUsage()
 
@@ -110,16 +106,17 @@ public struct UsageMeter: Sendable {
     public mutating func consume(_ bytes: UnsafeRawBufferPointer) {
         guard reading else { return }
         guard streamed else {
-            keep(bytes[...], bound: Self.maxJSONBytes)
+            // Every provider puts an answer's usage at its end: only the tail is kept.
+            keep(bytes[...], bound: Self.tailBytes)
             return
         }
         var lineStart = bytes.startIndex
         while let newline = bytes[lineStart...].firstIndex(of: UInt8(ascii: "\n")) {
-            keep(bytes[lineStart..<newline], bound: Self.maxLineBytes)
+            keep(bytes[lineStart..<newline], bound: Self.tailBytes)
             endLine()
             lineStart = newline + 1
         }
-        keep(bytes[lineStart...], bound: Self.maxLineBytes)
+        keep(bytes[lineStart...], bound: Self.tailBytes)
     }
 
     /// Appends to `pending`; past `bound`, keeps only the last `tailBytes`.
@@ -132,11 +129,8 @@ public struct UsageMeter: Sendable {
     }
 
     private mutating func endLine() {
-        if overflowed {
-            readTail()
-        } else {
-            line()
-        }
+        // An event's usage is read only if its line is data (or too long to tell).
+        if overflowed || pending.starts(with: Self.dataPrefix) { readTail() }
         pending.removeAll(keepingCapacity: true)
         overflowed = false
     }
@@ -145,10 +139,8 @@ public struct UsageMeter: Sendable {
     public mutating func finish() -> TokenUsage {
         if streamed {
             if !pending.isEmpty { endLine() }
-        } else if overflowed {
+        } else {
             readTail()
-        } else if !pending.isEmpty {
-            read(pending[...])
         }
         pending = []
         return usage
@@ -156,7 +148,8 @@ public struct UsageMeter: Sendable {
 
     private static let usageKey = Array("\"usage".utf8)
 
-    /// The last `"usage…": {…}` in the tail kept, read as an object of its own.
+    /// The last `"usage": {…}` (or `"usageMetadata"`) in what is kept, wherever it is nested, read as an
+    /// object of its own: the rest of an answer, its text, is never parsed.
     private mutating func readTail() {
         let bytes = pending
         var searchEnd = bytes.count
@@ -220,35 +213,4 @@ public struct UsageMeter: Sendable {
     }
 
     private static let dataPrefix = Array("data:".utf8)
-    private static let usageMarks = [Array("sage".utf8)]
-
-    private mutating func line() {
-        guard pending.starts(with: Self.dataPrefix) else { return }
-        var payload = pending[Self.dataPrefix.count...]
-        while payload.first == UInt8(ascii: " ") { payload = payload.dropFirst() }
-        while payload.last == UInt8(ascii: "\r") { payload = payload.dropLast() }
-        // Most events carry no usage: parsed only if one may (`usage`, `Usage`).
-        guard Self.contains(payload, Self.usageMarks[0]) else { return }
-        read(payload)
-    }
-
-    /// An object, or an array of them (Gemini's `streamGenerateContent` without `alt=sse`), in order.
-    private mutating func read(_ json: ArraySlice<UInt8>) {
-        let parsed = try? JSONSerialization.jsonObject(with: Data(json))
-        let objects = (parsed as? [String: Any]).map { [$0] } ?? (parsed as? [[String: Any]]) ?? []
-        for object in objects {
-            if let reported = TokenUsage.reported(in: object) { usage.merge(reported) }
-        }
-    }
-
-    private static func contains(_ haystack: ArraySlice<UInt8>, _ needle: [UInt8]) -> Bool {
-        guard haystack.count >= needle.count else { return false }
-        var index = haystack.startIndex
-        let last = haystack.endIndex - needle.count
-        while index <= last {
-            if haystack[index] == needle[0], haystack[index..<(index + needle.count)].elementsEqual(needle) { return true }
-            index += 1
-        }
-        return false
-    }
 }

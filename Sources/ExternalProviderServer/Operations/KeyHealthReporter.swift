@@ -27,15 +27,25 @@ final class KeyHealthReporter: Sendable {
     }
 
     func accepted(_ credentials: ProviderCredentials, of user: UserID) async {
+        if successIsDue(credentials, user) { await record(.valid(checkedAt: Date()), credentials, user) }
+    }
+
+    /// `accepted`, off the caller's path: a task is made only when a write is due, not per request.
+    func acceptedInBackground(_ credentials: ProviderCredentials, of user: UserID) {
+        guard successIsDue(credentials, user) else { return }
+        Task { await record(.valid(checkedAt: Date()), credentials, user) }
+    }
+
+    /// Whether a success is to be written now, at most once a minute per key; if so, it counts as written.
+    private func successIsDue(_ credentials: ProviderCredentials, _ user: UserID) -> Bool {
         let now = now()
-        let due = lastSuccess.withLock { seen in
+        return lastSuccess.withLock { seen in
             let key = Self.key(user, credentials)
             if let last = seen[key], now - last < Self.successInterval { return false }
             if seen.count >= Self.maxRemembered { seen.removeAll(keepingCapacity: true) }
             seen[key] = now
             return true
         }
-        if due { await record(.valid(checkedAt: Date()), credentials, user) }
     }
 
     private func record(_ health: KeyHealth, _ credentials: ProviderCredentials, _ user: UserID) async {

@@ -28,6 +28,7 @@ final class ServerMetrics: Sendable {
     /// One handle per label set, made once: the registry's own lookup takes a lock and builds the name.
     private let requestCounters = Mutex<[RequestLabels: CoreMetrics.Counter]>([:])
     private let durations = Mutex<[String: CoreMetrics.Timer]>([:])
+    private let counters = Mutex<[String: CoreMetrics.Counter]>([:])
     /// How many usage ledger entries wait for the store, read at each scrape.
     private let usageQueue = Mutex<(@Sendable () -> Int)?>(nil)
 
@@ -66,9 +67,7 @@ final class ServerMetrics: Sendable {
 
     /// A relayed request that `provider` answered with `status`, beginning its answer after `duration`.
     func relayed(to provider: Provider, status: Int, after duration: Duration) {
-        CoreMetrics.Counter(
-            label: Self.relayed, dimensions: [("provider", provider.name), ("status", String(status))], factory: factory
-        ).increment()
+        counter(Self.relayed, [("provider", provider.name), ("status", String(status))]).increment()
         timer(Self.upstreamDuration, dimensions: [("operation", "relay"), ("provider", provider.name)]).record(duration)
     }
 
@@ -82,32 +81,30 @@ final class ServerMetrics: Sendable {
             case .rateLimited: "rate_limited"
             case .timedOut: "timed_out"
             }
-        CoreMetrics.Counter(label: Self.verifications, dimensions: [("provider", provider.name), ("outcome", name)], factory: factory)
-            .increment()
+        counter(Self.verifications, [("provider", provider.name), ("outcome", name)]).increment()
     }
 
     /// A request refused, without a log line of its own, because its address is over the failed-attempt limit.
     func refusedOverLimit() {
-        CoreMetrics.Counter(label: Self.refusedOverLimit, dimensions: [], factory: factory).increment()
+        counter(Self.refusedOverLimit, []).increment()
     }
 
     /// The tokens a relayed answer reported, by provider and kind.
     func used(_ tokens: TokenUsage, provider: Provider) {
         for (kind, count) in [("input", tokens.input), ("output", tokens.output), ("cached", tokens.cached)] {
             guard let count, count > 0 else { continue }
-            CoreMetrics.Counter(label: Self.tokens, dimensions: [("provider", provider.name), ("kind", kind)], factory: factory)
-                .increment(by: count)
+            counter(Self.tokens, [("provider", provider.name), ("kind", kind)]).increment(by: count)
         }
     }
 
     /// A relayed request an application's policy refused, by the limit that refused it.
     func refusedByPolicy(_ limit: PolicyLimit) {
-        CoreMetrics.Counter(label: Self.policyRefusals, dimensions: [("limit", limit.rawValue)], factory: factory).increment()
+        counter(Self.policyRefusals, [("limit", limit.rawValue)]).increment()
     }
 
     /// A usage ledger entry dropped: the store could not take it and the queue was full.
     func usageDropped() {
-        CoreMetrics.Counter(label: Self.usageDropped, dimensions: [], factory: factory).increment()
+        counter(Self.usageDropped, []).increment()
     }
 
     /// Where the ledger's queue length is read from.
@@ -117,7 +114,7 @@ final class ServerMetrics: Sendable {
 
     /// A store failure a request met: `unavailable` (503) or `fault` (500).
     func storeFailed(_ kind: StoreErrorKind) {
-        CoreMetrics.Counter(label: Self.storeErrors, dimensions: [("kind", kind.rawValue)], factory: factory).increment()
+        counter(Self.storeErrors, [("kind", kind.rawValue)]).increment()
     }
 
     enum StoreErrorKind: String {
@@ -145,13 +142,25 @@ final class ServerMetrics: Sendable {
         timer(label, dimensions: [("operation", operation)])
     }
 
+    /// The counter of `label` with these labels, made once: making one looks it up in the registry
+    /// under a lock and builds its name, which per request costs more than the count.
+    private func counter(_ label: String, _ dimensions: [(String, String)]) -> CoreMetrics.Counter {
+        Self.handle(in: counters, label, dimensions) { CoreMetrics.Counter(label: label, dimensions: dimensions, factory: factory) }
+    }
+
     private func timer(_ label: String, dimensions: [(String, String)]) -> CoreMetrics.Timer {
-        durations.withLock { timers in
+        Self.handle(in: durations, label, dimensions) { CoreMetrics.Timer(label: label, dimensions: dimensions, factory: factory) }
+    }
+
+    private static func handle<Handle>(
+        in cache: borrowing Mutex<[String: Handle]>, _ label: String, _ dimensions: [(String, String)], make: () -> Handle
+    ) -> Handle {
+        cache.withLock { handles in
             let key = ([label] + dimensions.map { "\($0.0)=\($0.1)" }).joined(separator: "|")
-            if let timer = timers[key] { return timer }
-            let timer = CoreMetrics.Timer(label: label, dimensions: dimensions, factory: factory)
-            timers[key] = timer
-            return timer
+            if let handle = handles[key] { return handle }
+            let handle = make()
+            handles[key] = handle
+            return handle
         }
     }
 }

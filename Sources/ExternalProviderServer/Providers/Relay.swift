@@ -52,7 +52,7 @@ struct Relay: Sendable {
         } catch {
             throw problem(for: error, provider: provider)
         }
-        let segments = path.remainder.map { $0.removingPercentEncoding ?? String($0) }
+        let segments = path.decodedRemainder
         let content = body.whole
         let relayed = provider.profile.relayedRequest(method: request.method.rawValue, segments: segments, body: content, bodyWhole: content != nil)
         let model: String?
@@ -106,7 +106,7 @@ struct Relay: Sendable {
         }
         if (200..<300).contains(status) {
             // Off the answer's path: at most one write a minute per key, and the answer need not wait.
-            Task { [health] in await health.accepted(credentials, of: user) }
+            health.acceptedInBackground(credentials, of: user)
             if relayed.model == .listing, grant.policy.models != nil {
                 return try await Self.answeredWhole(body: body, entry: entry, status: status) {
                     try await ModelListFilter.filtered(response, for: grant.policy)

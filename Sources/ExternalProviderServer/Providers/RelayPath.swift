@@ -29,6 +29,17 @@ struct RelayPath: Equatable {
         remainder = segments.dropFirst(routeSegments).map { Substring($0) }
     }
 
+    /// The remainder's segments percent-decoded, as the provider reads them.
+    var decodedRemainder: [String] {
+        remainder.map { Self.decoded($0) ?? String($0) }
+    }
+
+    /// A segment percent-decoded; Foundation's decoding only when there is a `%` to decode, as there
+    /// rarely is (it costs more than the rest of the path's checks together).
+    static func decoded(_ segment: Substring) -> String? {
+        segment.utf8.contains(UInt8(ascii: "%")) ? segment.removingPercentEncoding : String(segment)
+    }
+
     /// `base` (the API root, with its own path and no trailing slash) joined with the remainder and the
     /// query, as sent.
     func url(base: String, query: String?) -> String {
@@ -43,7 +54,7 @@ struct RelayPath: Equatable {
 
     /// A segment an upstream can only read as itself.
     private static func isPlain(_ segment: Substring) -> Bool {
-        guard !segment.isEmpty, let decoded = segment.removingPercentEncoding else { return false }
+        guard !segment.isEmpty, let decoded = decoded(segment) else { return false }
         if decoded == "." || decoded == ".." { return false }
         return !decoded.unicodeScalars.contains { scalar in
             scalar == "/" || scalar == "\\" || scalar.properties.generalCategory == .control

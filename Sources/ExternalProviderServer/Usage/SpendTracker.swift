@@ -36,6 +36,8 @@ final class SpendTracker: Sendable {
         var sum: Sum?
         var local: [Local] = []
         var lastAsked: ContinuousClock.Instant
+        /// The read of the sum under way, which every request of this spender shares.
+        var refreshing: Task<Sum, any Error>?
     }
 
     private let ledger: any UsageLedger
@@ -55,28 +57,59 @@ final class SpendTracker: Sendable {
     }
 
     /// The tokens `spender` spent since each of `starts`, in that order; `committedThrough`: how far the
-    /// ledger is in the store.
-    func spending(of spender: Spender, since starts: [Date], committedThrough: () -> UInt64) async throws -> [Int] {
+    /// ledger is in the store. The sum is read again once it is older than `freshness`, by one read that
+    /// every request of the spender shares; while it runs, the sum before it serves, if under a second old.
+    func spending(of spender: Spender, since starts: [Date], committedThrough: @escaping @Sendable () -> UInt64) async throws -> [Int] {
+        // A shared read made for other windows (a policy just changed, a day just begun) is read again.
+        while true {
+            if let totals = try await spendingOnce(of: spender, since: starts, committedThrough: committedThrough) { return totals }
+        }
+    }
+
+    private func spendingOnce(
+        of spender: Spender, since starts: [Date], committedThrough: @escaping @Sendable () -> UInt64
+    ) async throws -> [Int]? {
+        enum Step {
+            case counted([Int])
+            case await(Task<Sum, any Error>)
+        }
         let now = ContinuousClock.now
-        let fresh: [Int]? = tallies.withLock { tallies in
+        let step: Step = tallies.withLock { tallies in
             var tally = tallies[spender] ?? Tally(lastAsked: now)
             tally.lastAsked = now
             defer { tallies[spender] = tally }
-            guard let sum = tally.sum, now - sum.readAt < Self.freshness, starts.allSatisfy({ sum.tokens[$0] != nil }) else { return nil }
-            return Self.total(sum, tally.local, since: starts)
-        }
-        if let fresh { return fresh }
-        let horizon = committedThrough()
-        let read = try await ledger.tokensSpent(application: spender.application.value, user: spender.user, since: starts)
-        let sum = Sum(tokens: Dictionary(zip(starts, read), uniquingKeysWith: max), horizon: horizon, readAt: now)
-        return tallies.withLock { tallies in
-            var tally = tallies[spender] ?? Tally(lastAsked: now)
-            // A read that began earlier than the one kept is older: keep the newer.
-            if tally.sum.map({ $0.horizon <= horizon && $0.readAt <= now }) ?? true {
-                tally.sum = sum
-                tally.local.removeAll { local in local.sequence.map { $0 <= horizon } ?? false }
+            if let sum = tally.sum, starts.allSatisfy({ sum.tokens[$0] != nil }) {
+                let age = now - sum.readAt
+                if age < Self.freshness || (tally.refreshing != nil && age < .seconds(1)) {
+                    return .counted(Self.total(sum, tally.local, since: starts))
+                }
             }
-            tallies[spender] = tally
+            if let refreshing = tally.refreshing { return .await(refreshing) }
+            let refreshing = Task { [ledger] in
+                let horizon = committedThrough()
+                let read = try await ledger.tokensSpent(application: spender.application.value, user: spender.user, since: starts)
+                return Sum(tokens: Dictionary(zip(starts, read), uniquingKeysWith: max), horizon: horizon, readAt: now)
+            }
+            tally.refreshing = refreshing
+            return .await(refreshing)
+        }
+        let refreshing: Task<Sum, any Error>
+        switch step {
+        case .counted(let totals): return totals
+        case .await(let task): refreshing = task
+        }
+        let result = await refreshing.result
+        return try tallies.withLock { tallies in
+            var tally = tallies[spender] ?? Tally(lastAsked: now)
+            if tally.refreshing == refreshing { tally.refreshing = nil }
+            defer { tallies[spender] = tally }
+            let sum = try result.get()
+            // A read that began earlier than the one kept is older: keep the newer.
+            if tally.sum.map({ $0.horizon <= sum.horizon && $0.readAt <= sum.readAt }) ?? true {
+                tally.sum = sum
+                tally.local.removeAll { local in local.sequence.map { $0 <= sum.horizon } ?? false }
+            }
+            guard starts.allSatisfy({ sum.tokens[$0] != nil }) else { return nil }
             return Self.total(sum, tally.local, since: starts)
         }
     }

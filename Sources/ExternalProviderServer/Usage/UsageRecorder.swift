@@ -71,7 +71,7 @@ final class UsageRecorder: Service, Sendable {
 
     /// The tokens `spender` spent since each of `starts`: the store's sums and what it does not hold yet.
     func spending(of spender: Spender, since starts: [Date]) async throws -> [Int] {
-        try await tracker.spending(of: spender, since: starts) { committedThrough }
+        try await tracker.spending(of: spender, since: starts) { [weak self] in self?.committedThrough ?? 0 }
     }
 
     /// Entries waiting for the store.
