@@ -208,16 +208,18 @@ class ExternalProviderOnPostgres(ExternalProvider):
     def __init__(self, binary, workdir, database_url):
         super().__init__(binary, workdir)
         self.database_url = database_url
+        # One master key per cluster: a second instance on the same database must open what the first sealed.
         self.key_file = workdir / "postgres-master.key"
-        self.key_file.write_text(base64.b64encode(os.urandom(32)).decode() + "\n")
-        self.key_file.chmod(0o600)
+        if not self.key_file.exists():
+            self.key_file.write_text(base64.b64encode(os.urandom(32)).decode() + "\n")
+            self.key_file.chmod(0o600)
 
-    def start(self, data_dir=None, extra_args=()):
+    def start(self, data_dir=None, extra_args=(), application="bench"):
         store = ["--database-url", self.database_url, "--master-key-file", str(self.key_file)]
         self.data_dir = data_dir or Path(tempfile.mkdtemp(dir=self.workdir)) / "data"
         self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         subprocess.run([self.binary, "migrate", "--database-url", self.database_url], capture_output=True, text=True, check=True)
-        made = subprocess.run([self.binary, "apps", "create", "bench", "--scope", "keys", "--scope", "relay", *store],
+        made = subprocess.run([self.binary, "apps", "create", application, "--scope", "keys", "--scope", "relay", *store],
                               capture_output=True, text=True, check=True)
         (self.data_dir / "application-id").write_text(made.stdout)
         return super().start(self.data_dir, [*store, *extra_args])
@@ -430,7 +432,8 @@ def ledger_on_postgres(binary, workdir, database_url, loads, args):
     on the cluster, with the ledger watched as in the relay rows."""
     upstream_port, proxy_port = free_port(), free_port()
     nginx = Nginx(workdir, upstream_port, proxy_port)
-    ours = ExternalProviderOnPostgres(binary, workdir, database_url).start(extra_args=["--openai-base-url", f"http://127.0.0.1:{upstream_port}"])
+    ours = ExternalProviderOnPostgres(binary, workdir, database_url).start(
+        extra_args=["--openai-base-url", f"http://127.0.0.1:{upstream_port}"], application="bench-ledger")
     store_args = ["--database-url", database_url, "--master-key-file", str(ours.key_file)]
     try:
         connection = HTTPConnection("127.0.0.1", ours.port, timeout=30)
