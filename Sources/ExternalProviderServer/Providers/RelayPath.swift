@@ -11,6 +11,8 @@ import Foundation
 struct RelayPath: Equatable {
     /// The segments after the route's own, as sent.
     let remainder: [Substring]
+    /// The same segments percent-decoded, as the provider reads them: decoded once, by the check.
+    let decodedRemainder: [String]
 
     static let refusal = Problem(
         .badRequest,
@@ -23,20 +25,18 @@ struct RelayPath: Equatable {
         guard rawPath.hasPrefix("/") else { throw Self.refusal }
         let segments = rawPath.utf8.dropFirst().split(separator: UInt8(ascii: "/"), omittingEmptySubsequences: false)
         guard segments.count > routeSegments else { throw Self.refusal }
-        for segment in segments where !Self.isPlain(Substring(segment)) {
-            throw Self.refusal
+        var decoded: [String] = []
+        for (index, segment) in segments.enumerated() {
+            guard let plain = Self.plainDecoded(Substring(segment)) else { throw Self.refusal }
+            if index >= routeSegments { decoded.append(plain) }
         }
         remainder = segments.dropFirst(routeSegments).map { Substring($0) }
-    }
-
-    /// The remainder's segments percent-decoded, as the provider reads them.
-    var decodedRemainder: [String] {
-        remainder.map { Self.decoded($0) ?? String($0) }
+        decodedRemainder = decoded
     }
 
     /// A segment percent-decoded; Foundation's decoding only when there is a `%` to decode, as there
     /// rarely is (it costs more than the rest of the path's checks together).
-    static func decoded(_ segment: Substring) -> String? {
+    private static func decoded(_ segment: Substring) -> String? {
         segment.utf8.contains(UInt8(ascii: "%")) ? segment.removingPercentEncoding : String(segment)
     }
 
@@ -52,12 +52,14 @@ struct RelayPath: Equatable {
         return url
     }
 
-    /// A segment an upstream can only read as itself.
-    private static func isPlain(_ segment: Substring) -> Bool {
-        guard !segment.isEmpty, let decoded = decoded(segment) else { return false }
-        if decoded == "." || decoded == ".." { return false }
-        return !decoded.unicodeScalars.contains { scalar in
+    /// A segment decoded, if an upstream can only read it as itself; `nil` if it could read it as
+    /// something else.
+    private static func plainDecoded(_ segment: Substring) -> String? {
+        guard !segment.isEmpty, let decoded = decoded(segment) else { return nil }
+        if decoded == "." || decoded == ".." { return nil }
+        let folds = decoded.unicodeScalars.contains { scalar in
             scalar == "/" || scalar == "\\" || scalar.properties.generalCategory == .control
         }
+        return folds ? nil : decoded
     }
 }
